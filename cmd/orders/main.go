@@ -1,0 +1,117 @@
+// Command orders runs one instance of the orders service. It finds catalog
+// instances through Consul and reserves stock on them over gRPC.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/discovery"
+	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
+	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
+	"github.com/gatehouse-dev/gatehouse/services/host"
+	"github.com/gatehouse-dev/gatehouse/services/orders"
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		logFlags logconfig.Flags
+		listen   = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
+		consul   = flag.String("consul", api.DefaultConfig().Address,
+			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
+		drain  = flag.Duration("drain-timeout", 10*time.Second, "longest wait for calls at shutdown")
+		step   = flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
+		callTO = flag.Duration("catalog-timeout", 5*time.Second, "deadline of each call to catalog")
+	)
+	logFlags.Register(flag.CommandLine)
+	flag.Parse()
+
+	logger, err := logFlags.Build("orders")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+
+	client, err := api.NewClient(&api.Config{Address: *consul})
+	if err != nil {
+		return fmt.Errorf("consul client for %q: %w", *consul, err)
+	}
+
+	// Limitation: the hop to catalog is plaintext gRPC on loopback until the
+	// mutual TLS work lands.
+	conn, err := grpc.NewClient(discovery.Target("catalog"),
+		grpc.WithResolvers(discovery.NewResolverBuilder(client, discovery.WithLogger(logger))),
+		grpc.WithDefaultServiceConfig(discovery.ServiceConfig),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(defaultDeadline(*callTO)),
+	)
+	if err != nil {
+		return fmt.Errorf("dial catalog: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	svc, err := orders.NewServer(orders.NewStore(), catalogv1.NewCatalogServiceClient(conn),
+		orders.WithLogger(logger), orders.WithStepInterval(*step))
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	h, err := host.New(host.Config{
+		Service:      "orders",
+		ListenAddr:   *listen,
+		Version:      version,
+		Consul:       client,
+		DrainTimeout: *drain,
+		Logger:       logger,
+	})
+	if err != nil {
+		return err
+	}
+	ordersv1.RegisterOrderServiceServer(h.Server(), svc)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	logger.Info("starting", zap.String("version", version), zap.String("consul", *consul))
+
+	return h.Run(ctx)
+}
+
+// defaultDeadline gives every outgoing call a deadline unless the incoming
+// one already set a shorter one.
+func defaultDeadline(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(
+		ctx context.Context,
+		method string,
+		req, reply any,
+		cc *grpc.ClientConn,
+		invoker grpc.UnaryInvoker,
+		opts ...grpc.CallOption,
+	) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}

@@ -1,0 +1,98 @@
+// Package discovery registers gRPC services in Consul and resolves them for
+// gRPC clients.
+//
+// A Registrar puts one service instance into the local Consul agent with a
+// gRPC health check (grpc.health.v1, overall server health). The resolver
+// built by NewResolverBuilder follows the passing instances of a service with
+// Consul blocking queries and hands them to gRPC as "ip:port" addresses:
+//
+//	conn, err := grpc.NewClient(discovery.Target("greeter"),
+//		grpc.WithResolvers(discovery.NewResolverBuilder(consulClient)),
+//		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+//		...)
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const (
+	// DefaultWaitTime is how long a Consul blocking query waits for a change.
+	DefaultWaitTime = 30 * time.Second
+
+	// DefaultBackoffBase is the first retry delay after a failed query.
+	DefaultBackoffBase = 100 * time.Millisecond
+
+	// DefaultBackoffMax caps the retry delay after failed queries.
+	DefaultBackoffMax = 5 * time.Second
+)
+
+// Option configures a Registrar or a resolver builder. Options that do not
+// apply to what is being built are ignored.
+type Option func(*options)
+
+type options struct {
+	logger      *zap.Logger
+	waitTime    time.Duration
+	backoffBase time.Duration
+	backoffMax  time.Duration
+}
+
+// WithLogger sets the logger. The default is zap.NewNop(). A nil logger is
+// rejected.
+func WithLogger(logger *zap.Logger) Option {
+	return func(o *options) {
+		o.logger = logger
+	}
+}
+
+// WithWaitTime sets how long each Consul blocking query of the resolver waits
+// for a change before it returns unchanged. The default is DefaultWaitTime.
+func WithWaitTime(d time.Duration) Option {
+	return func(o *options) {
+		o.waitTime = d
+	}
+}
+
+// WithBackoff sets the bounds of the resolver's exponential retry delay
+// after failed Consul queries. The defaults are DefaultBackoffBase and
+// DefaultBackoffMax.
+func WithBackoff(base, maxDelay time.Duration) Option {
+	return func(o *options) {
+		o.backoffBase = base
+		o.backoffMax = maxDelay
+	}
+}
+
+// newOptions applies opts over the defaults and validates the result.
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		logger:      zap.NewNop(),
+		waitTime:    DefaultWaitTime,
+		backoffBase: DefaultBackoffBase,
+		backoffMax:  DefaultBackoffMax,
+	}
+
+	for _, opt := range opts {
+		opt(&o)
+	}
+
+	if o.logger == nil {
+		return o, errors.New("logger must not be nil")
+	}
+
+	if o.waitTime <= 0 {
+		return o, fmt.Errorf("wait time %v must be positive", o.waitTime)
+	}
+
+	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
+		return o, fmt.Errorf("backoff %v..%v must be positive and ordered",
+			o.backoffBase, o.backoffMax)
+	}
+
+	return o, nil
+}

@@ -1,0 +1,313 @@
+// Package devstack starts the whole Gatehouse platform on 127.0.0.1 as real
+// processes: a Consul dev agent, catalog instances, one orders instance and
+// the gateway. `make run` (cmd/gatehouse-dev) and the end-to-end tests use
+// it, so what the tests exercise is what a developer runs.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/consulagent"
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/zap"
+)
+
+// Config describes the stack to start.
+type Config struct {
+	// BinDir holds the catalog, orders and gateway binaries.
+	BinDir string
+	// ConsulBin is the consul binary.
+	ConsulBin string
+	// GatewayAddr is the gateway's HTTP address; port 0 picks a free one.
+	GatewayAddr string
+	// Catalogs is the number of catalog instances (default 2).
+	Catalogs int
+	// StepInterval is how long orders stay in each status (default 3s).
+	StepInterval time.Duration
+	// LogFormat is passed to every service: json or console.
+	LogFormat string
+	// Output receives every process's output, each line prefixed with the
+	// process name; nil discards it.
+	Output io.Writer
+	// Logger records what the stack does; nil means no logging.
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.GatewayAddr == "" {
+		c.GatewayAddr = "127.0.0.1:0"
+	}
+	if c.Catalogs == 0 {
+		c.Catalogs = 2
+	}
+	if c.StepInterval == 0 {
+		c.StepInterval = 3 * time.Second
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+	if c.Output == nil {
+		c.Output = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	for _, name := range []string{"catalog", "orders", "gateway"} {
+		if _, err := os.Stat(filepath.Join(c.BinDir, name)); err != nil {
+			return fmt.Errorf("devstack: binary %s: %w", name, err)
+		}
+	}
+	if c.Catalogs < 1 {
+		return fmt.Errorf("devstack: need at least one catalog instance, got %d", c.Catalogs)
+	}
+
+	return nil
+}
+
+// Stack is a running platform. Stop it with Stop.
+type Stack struct {
+	cfg Config
+	// Consul is the dev agent every process registers with.
+	Consul *consulagent.Agent
+	// GatewayURL is the base URL of the gateway, e.g. http://127.0.0.1:8080.
+	GatewayURL string
+
+	mu    sync.Mutex
+	procs []*Process
+}
+
+// Start starts Consul, the services and the gateway, and returns once all
+// are passing in Consul and the gateway answers /readyz, or ctx ends.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+
+	agent, err := consulagent.Start(ctx, consulagent.Config{
+		Bin:       cfg.ConsulBin,
+		Logger:    cfg.Logger,
+		LogOutput: newPrefixWriter(cfg.Output, "consul"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{cfg: cfg, Consul: agent}
+
+	gwAddr, err := resolvePort(cfg.GatewayAddr)
+	if err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	s.GatewayURL = "http://" + gwAddr
+
+	if err := s.startAll(gwAddr); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	if err := s.WaitReady(ctx, cfg.Catalogs, 1); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+
+	return s, nil
+}
+
+func (s *Stack) startAll(gwAddr string) error {
+	for i := 1; i <= s.cfg.Catalogs; i++ {
+		if _, err := s.StartProcess(fmt.Sprintf("catalog-%d", i), "catalog"); err != nil {
+			return err
+		}
+	}
+	if _, err := s.StartProcess("orders-1", "orders",
+		"-step-interval", s.cfg.StepInterval.String()); err != nil {
+		return err
+	}
+	if _, err := s.StartProcess("gateway", "gateway", "-listen", gwAddr); err != nil {
+		return err
+	}
+
+	return nil
+}
+
+// StartProcess starts binary from BinDir as a process called name, pointed
+// at the stack's Consul agent, with args appended.
+func (s *Stack) StartProcess(name, binary string, args ...string) (*Process, error) {
+	argv := append([]string{
+		"-consul", s.Consul.HTTPAddr(),
+		"-log-format", s.cfg.LogFormat,
+	}, args...)
+
+	cmd := exec.Command(filepath.Join(s.cfg.BinDir, binary), argv...)
+	out := newPrefixWriter(s.cfg.Output, name)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Own process group, and SIGTERM if this process dies first, so no
+	// instance outlives the stack.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("devstack: start %s: %w", name, err)
+	}
+
+	p := &Process{Name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+
+	return p, nil
+}
+
+// Process returns the process with the given name, or nil.
+func (s *Stack) Process(name string) *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	for _, p := range s.procs {
+		if p.Name == name {
+			return p
+		}
+	}
+
+	return nil
+}
+
+// WaitReady waits until Consul lists the given numbers of passing catalog
+// and orders instances and the gateway's /readyz answers 200.
+func (s *Stack) WaitReady(ctx context.Context, catalogs, orders int) error {
+	client, err := s.Consul.Client()
+	if err != nil {
+		return err
+	}
+
+	want := map[string]int{"catalog": catalogs, "orders": orders}
+	httpClient := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+
+	for {
+		state := s.readiness(ctx, client, httpClient, want)
+		if state == "" {
+			return nil
+		}
+
+		if dead := s.exited(); dead != "" {
+			return fmt.Errorf("devstack: %s exited while waiting for readiness", dead)
+		}
+
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devstack: not ready (%s): %w", state, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// readiness returns "" when ready, else what is still missing.
+func (s *Stack) readiness(
+	ctx context.Context,
+	client *api.Client,
+	httpClient *http.Client,
+	want map[string]int,
+) string {
+	for svc, n := range want {
+		entries, _, err := client.Health().Service(svc, "", true,
+			(&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return fmt.Sprintf("consul health of %s: %v", svc, err)
+		}
+		if len(entries) != n {
+			return fmt.Sprintf("%d of %d %s instances passing", len(entries), n, svc)
+		}
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.GatewayURL+"/readyz", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return "gateway not answering"
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("gateway /readyz answers %d", resp.StatusCode)
+	}
+
+	return ""
+}
+
+func (s *Stack) exited() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	for _, p := range s.procs {
+		if p.Exited() && !p.stopped.Load() {
+			return p.Name
+		}
+	}
+
+	return ""
+}
+
+// Stop sends SIGTERM to every process, newest first, waits for each (up to
+// 15s, then SIGKILL), and stops the Consul agent last so the services can
+// deregister. It returns the first error met.
+func (s *Stack) Stop() error {
+	s.mu.Lock()
+	procs := append([]*Process(nil), s.procs...)
+	s.mu.Unlock()
+
+	var errs []error
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(15 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Consul != nil {
+		if err := s.Consul.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	return errors.Join(errs...)
+}
+
+// resolvePort turns a port-0 address into one with a free port.
+func resolvePort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("devstack: address %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("devstack: find a free port on %s: %w", host, err)
+	}
+	defer func() { _ = lis.Close() }()
+
+	return net.JoinHostPort(host, strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)), nil
+}
