@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ func run() error {
 		step      = flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
 		timeout   = flag.Duration("ready-timeout", 60*time.Second,
 			"longest wait for everything to be healthy")
+		consulLog = flag.String("consul-log", ".run/consul.log", "file for the Consul agent's output")
 	)
 	logFlags.Register(flag.CommandLine)
 	flag.Set("log-format", "console") //nolint:errcheck // a known flag; cannot fail
@@ -43,6 +45,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+
+	if err := os.MkdirAll(filepath.Dir(*consulLog), 0o755); err != nil {
+		return err
+	}
+	consulOut, err := os.Create(*consulLog)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = consulOut.Close() }()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -59,13 +70,14 @@ func run() error {
 		StepInterval: *step,
 		LogFormat:    logFlags.Format,
 		Output:       os.Stdout,
+		ConsulOutput: consulOut,
 		Logger:       logger,
 	})
 	if err != nil {
 		return err
 	}
 
-	printBanner(stack)
+	printBanner(stack, *consulLog)
 	<-ctx.Done()
 
 	fmt.Println("\nStopping: services deregister, then the Consul agent stops...")
@@ -77,25 +89,27 @@ func run() error {
 	return nil
 }
 
-func printBanner(s *devstack.Stack) {
-	gw := s.GatewayURL
+func printBanner(s *devstack.Stack, consulLog string) {
 	fmt.Printf(`
 Gatehouse is up: every service is registered and passing in Consul.
 
   Gateway     %[1]s   (OpenAPI at %[1]s/openapi.json)
-  Consul UI   %[2]s
+  Consul UI   %[2]s   (agent log in %[3]s)
 
-Try it:
+Try it (-i shows which catalog instance answered):
 
-  curl -s %[1]s/v1/products?page_size=3
-  curl -s %[1]s/v1/products/p-1001
-  curl -s -X POST %[1]s/v1/orders -H 'Content-Type: application/json' \
+  curl -s '%[1]s/v1/products?page_size=3'
+  curl -si '%[1]s/v1/products/p-1001'
+  curl -s -X POST '%[1]s/v1/orders' -H 'Content-Type: application/json' \
     -d '{"customerId":"alice","lineItems":[{"productId":"p-1001","quantity":2}]}'
 
-Then watch the order move through its statuses (use the id printed above):
+Watch a new order move through its statuses (one JSON line per change):
 
-  curl -sN %[1]s/v1/orders/<order-id>:watch
+  ORDER=$(curl -s -X POST '%[1]s/v1/orders' -H 'Content-Type: application/json' \
+    -d '{"customerId":"bob","lineItems":[{"productId":"p-1003","quantity":1}]}' \
+    | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
+  curl -sN "%[1]s/v1/orders/${ORDER}:watch"
 
 Press Ctrl-C to stop everything.
-`, gw, s.Consul.UIURL())
+`, s.GatewayURL, s.Consul.UIURL(), consulLog)
 }

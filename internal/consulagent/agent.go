@@ -296,7 +296,8 @@ func (a *Agent) launchLocked(ctx context.Context) error {
 	started := time.Now()
 
 	if err := a.waitReady(ctx, proc, tail); err != nil {
-		if stopErr := proc.stop(stopGrace); stopErr != nil {
+		// No grace: an agent still starting up logs SIGTERM and ignores it.
+		if stopErr := proc.stop(0); stopErr != nil {
 			a.logger.Error("stop consul agent that failed to start", zap.Error(stopErr))
 		}
 

@@ -16,6 +16,12 @@ import (
 // exited, in case some other process inherited the output pipe.
 const waitDelay = 2 * time.Second
 
+// termRepeat is how often stop repeats SIGTERM while it waits.
+const termRepeat = time.Second
+
+// killWait bounds the wait for a process to exit after SIGKILL.
+const killWait = 5 * time.Second
+
 // process is one running child process that leads its own process group, so
 // that signalling the group reaches everything it may have spawned.
 type process struct {
@@ -78,41 +84,64 @@ func (p *process) exitErr() error {
 	return p.waitErr
 }
 
-// stop sends SIGTERM to the process group, escalates to SIGKILL when the
-// leader has not exited within grace, and waits for the leader to be reaped.
-// Whatever is left in the group afterwards is killed too, so no stray
-// process outlives stop. It is safe to call more than once.
+// stop sends SIGTERM to the process group (repeatedly, see terminate),
+// escalates to SIGKILL when the leader has not exited within grace (at once
+// if grace is 0), and waits for the leader to be reaped. Whatever is left in the group afterwards is killed
+// too, so no stray process outlives stop. It is safe to call more than once.
 func (p *process) stop(grace time.Duration) error {
-	if !p.exited() {
-		if err := p.signalGroup(syscall.SIGTERM); err != nil {
+	if grace > 0 && !p.exited() {
+		if err := p.terminate(grace); err != nil {
 			return err
 		}
 	}
 
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-
-	select {
-	case <-p.done:
-	case <-timer.C:
+	if !p.exited() {
 		if err := p.signalGroup(syscall.SIGKILL); err != nil {
 			return err
 		}
 
 		// SIGKILL cannot be ignored; the bound only guards against a process
 		// stuck in uninterruptible sleep.
-		killTimer := time.NewTimer(grace)
-		defer killTimer.Stop()
+		timer := time.NewTimer(killWait)
+		defer timer.Stop()
 
 		select {
 		case <-p.done:
-		case <-killTimer.C:
-			return fmt.Errorf("process %d did not exit after SIGKILL", p.pid())
+		case <-timer.C:
+			return fmt.Errorf("process %d did not exit within %v of SIGKILL", p.pid(), killWait)
 		}
 	}
 
 	// The leader is gone; make sure nothing it spawned survives it.
 	return p.signalGroup(syscall.SIGKILL)
+}
+
+// terminate sends SIGTERM to the group and waits up to grace for the leader
+// to exit. It repeats the signal every termRepeat: a consul agent that is
+// still starting up logs a SIGTERM and then ignores it, but stops on one that
+// arrives once it is up. (A consul already shutting down takes a second
+// SIGTERM as "exit now", which for a dev agent only skips a few
+// milliseconds of cleanup.)
+func (p *process) terminate(grace time.Duration) error {
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+
+	repeat := time.NewTicker(termRepeat)
+	defer repeat.Stop()
+
+	for {
+		if err := p.signalGroup(syscall.SIGTERM); err != nil {
+			return err
+		}
+
+		select {
+		case <-p.done:
+			return nil
+		case <-deadline.C:
+			return nil
+		case <-repeat.C:
+		}
+	}
 }
 
 // signalGroup sends sig to every process in the group. A group that no

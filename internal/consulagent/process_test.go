@@ -31,18 +31,7 @@ wait`
 		t.Fatalf("startProcess: %v", err)
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-
-		if time.Now().After(deadline) {
-			t.Fatalf("script not ready after 10s; output: %s", tail)
-		}
-
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFile(t, ready)
 
 	raw, err := os.ReadFile(childPIDFile)
 	if err != nil {
@@ -71,7 +60,7 @@ wait`
 
 	// The orphaned sleep is reparented, so it may linger briefly (or as a
 	// zombie, if nobody reaps it); poll until it is dead.
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for !dead(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d of the process group survived stop", child)
@@ -82,6 +71,58 @@ wait`
 
 	if err := p.stop(grace); err != nil {
 		t.Errorf("second stop: %v", err)
+	}
+}
+
+func TestProcessStopRepeatsTerm(t *testing.T) {
+	dir := t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	ready := filepath.Join(dir, "ready")
+
+	// Like consul during startup: the first SIGTERM is noted and ignored.
+	script := `trap 'if [ -f "$1" ]; then exit 0; fi; touch "$1"' TERM
+touch "$2"
+while :; do sleep 0.05; done`
+
+	p, err := startProcess("/bin/sh", []string{"-c", script, "sh", seen, ready}, nil)
+	if err != nil {
+		t.Fatalf("startProcess: %v", err)
+	}
+
+	waitFile(t, ready)
+
+	const grace = 30 * time.Second
+
+	start := time.Now()
+	if err := p.stop(grace); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	took := time.Since(start)
+	if took < termRepeat || took > grace/2 {
+		t.Errorf("stop took %v, want about %v: exit on the repeated SIGTERM", took, termRepeat)
+	}
+
+	if exitErr := p.exitErr(); exitErr != nil {
+		t.Errorf("process exited with %v, want a clean exit from its TERM trap", exitErr)
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not created after 10s", path)
+		}
+
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

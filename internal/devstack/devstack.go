@@ -38,9 +38,11 @@ type Config struct {
 	StepInterval time.Duration
 	// LogFormat is passed to every service: json or console.
 	LogFormat string
-	// Output receives every process's output, each line prefixed with the
+	// Output receives every service's output, each line prefixed with the
 	// process name; nil discards it.
 	Output io.Writer
+	// ConsulOutput receives the Consul agent's output; nil means Output.
+	ConsulOutput io.Writer
 	// Logger records what the stack does; nil means no logging.
 	Logger *zap.Logger
 }
@@ -60,6 +62,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Output == nil {
 		c.Output = io.Discard
+	}
+	if c.ConsulOutput == nil {
+		c.ConsulOutput = c.Output
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -103,7 +108,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	agent, err := consulagent.Start(ctx, consulagent.Config{
 		Bin:       cfg.ConsulBin,
 		Logger:    cfg.Logger,
-		LogOutput: newPrefixWriter(cfg.Output, "consul"),
+		LogOutput: newPrefixWriter(cfg.ConsulOutput, "consul"),
 	})
 	if err != nil {
 		return nil, err
