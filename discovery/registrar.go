@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -191,7 +192,17 @@ func (r *Registrar) Register(ctx context.Context) error {
 func (r *Registrar) Deregister(ctx context.Context) error {
 	q := (&api.QueryOptions{}).WithContext(ctx)
 
-	if err := r.client.Agent().ServiceDeregisterOpts(r.reg.ID, q); err != nil {
+	err := r.client.Agent().ServiceDeregisterOpts(r.reg.ID, q)
+
+	var status api.StatusError
+	if errors.As(err, &status) && status.Code == http.StatusNotFound {
+		// Consul answers 404 "Unknown service ID" for an id it does not have.
+		r.logger.Debug("not registered in consul; nothing to deregister")
+
+		return nil
+	}
+
+	if err != nil {
 		return fmt.Errorf("deregister service %q instance %q: %w", r.reg.Service, r.reg.ID, err)
 	}
 

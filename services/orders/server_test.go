@@ -659,14 +659,13 @@ func TestListOrdersInvalid(t *testing.T) {
 }
 
 // watchAll reads a WatchOrder stream to its end and returns the statuses
-// seen, failing the test unless the stream ends with io.EOF.
+// seen. It returns an error unless the stream ends with io.EOF after
+// messages about order id only, with update times that never go back. It
+// does not touch t, so it can run on any goroutine.
 func watchAll(
-	t *testing.T,
 	stream grpc.ServerStreamingClient[ordersv1.WatchOrderResponse],
 	id string,
-) []ordersv1.OrderStatus {
-	t.Helper()
-
+) ([]ordersv1.OrderStatus, error) {
 	var (
 		seen []ordersv1.OrderStatus
 		last time.Time
@@ -674,25 +673,39 @@ func watchAll(
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return seen
+			return seen, nil
 		}
 		if err != nil {
-			t.Fatalf("Recv after %v: %v", seen, err)
+			return seen, fmt.Errorf("recv after %v: %w", seen, err)
 		}
 		o := resp.GetOrder()
 		if o.GetId() != id {
-			t.Fatalf("watch of %s sent order %s", id, o.GetId())
+			return seen, fmt.Errorf("watch of %s sent order %s", id, o.GetId())
 		}
-		if ut := o.GetUpdateTime().AsTime(); ut.Before(last) {
-			t.Errorf("update_time went back from %v to %v", last, ut)
-		} else {
-			last = ut
+		ut := o.GetUpdateTime().AsTime()
+		if ut.Before(last) {
+			return seen, fmt.Errorf("update_time went back from %v to %v", last, ut)
 		}
+		last = ut
 		seen = append(seen, o.GetStatus())
 		if len(seen) > 10 {
-			t.Fatalf("stream does not end: %v", seen)
+			return seen, fmt.Errorf("stream does not end: %v", seen)
 		}
 	}
+}
+
+func (e *env) watch(
+	t *testing.T,
+	id string,
+) grpc.ServerStreamingClient[ordersv1.WatchOrderResponse] {
+	t.Helper()
+
+	s, err := e.orders.WatchOrder(callCtx(t), &ordersv1.WatchOrderRequest{Id: id})
+	if err != nil {
+		t.Fatalf("WatchOrder(%s): %v", id, err)
+	}
+
+	return s
 }
 
 func TestWatchOrder(t *testing.T) {
@@ -704,21 +717,21 @@ func TestWatchOrder(t *testing.T) {
 	const watchers = 3
 	streams := make([]grpc.ServerStreamingClient[ordersv1.WatchOrderResponse], watchers)
 	for i := range streams {
-		s, err := e.orders.WatchOrder(callCtx(t), &ordersv1.WatchOrderRequest{Id: o.GetId()})
-		if err != nil {
-			t.Fatalf("WatchOrder %d: %v", i, err)
-		}
-		streams[i] = s
+		streams[i] = e.watch(t, o.GetId())
 	}
 
 	want := []ordersv1.OrderStatus{reserved, confirmed, shipped, delivered}
 	results := make([][]ordersv1.OrderStatus, watchers)
+	errs := make([]error, watchers)
 	var wg sync.WaitGroup
 	for i, s := range streams {
-		wg.Go(func() { results[i] = watchAll(t, s, o.GetId()) })
+		wg.Go(func() { results[i], errs[i] = watchAll(s, o.GetId()) })
 	}
 	wg.Wait()
 	for i, got := range results {
+		if errs[i] != nil {
+			t.Errorf("watcher %d: %v", i, errs[i])
+		}
 		if !slices.Equal(got, want) {
 			t.Errorf("watcher %d saw %v, want %v", i, got, want)
 		}
@@ -738,27 +751,21 @@ func TestWatchDeliveredOrder(t *testing.T) {
 	e := newEnv(t, fastStep)
 	o := e.create(t, "late", lines("p-1006", 1))
 
-	// Poll until delivered, then a new watch sends the order once and ends.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := e.orders.GetOrder(callCtx(t), &ordersv1.GetOrderRequest{Id: o.GetId()})
-		if err != nil {
-			t.Fatalf("GetOrder: %v", err)
-		}
-		if resp.GetOrder().GetStatus() == delivered {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order still %v after 10s", resp.GetOrder().GetStatus())
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not a wait for an outcome
+	// The first watch ends once the order is delivered.
+	seen, err := watchAll(e.watch(t, o.GetId()), o.GetId())
+	if err != nil {
+		t.Fatalf("first watch: %v", err)
+	}
+	if len(seen) == 0 || seen[len(seen)-1] != delivered {
+		t.Fatalf("first watch saw %v, want it to end with DELIVERED", seen)
 	}
 
-	s, err := e.orders.WatchOrder(callCtx(t), &ordersv1.WatchOrderRequest{Id: o.GetId()})
+	// A watch of a delivered order sends it once and ends.
+	got, err := watchAll(e.watch(t, o.GetId()), o.GetId())
 	if err != nil {
-		t.Fatalf("WatchOrder: %v", err)
+		t.Fatalf("second watch: %v", err)
 	}
-	if got := watchAll(t, s, o.GetId()); !slices.Equal(got, []ordersv1.OrderStatus{delivered}) {
+	if !slices.Equal(got, []ordersv1.OrderStatus{delivered}) {
 		t.Errorf("watch of a delivered order saw %v, want [DELIVERED]", got)
 	}
 }
@@ -801,10 +808,7 @@ func TestCloseEndsWatchesAndIsIdempotent(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	o := e.create(t, "closer", lines("p-1007", 1))
 
-	s, err := e.orders.WatchOrder(callCtx(t), &ordersv1.WatchOrderRequest{Id: o.GetId()})
-	if err != nil {
-		t.Fatalf("WatchOrder: %v", err)
-	}
+	s := e.watch(t, o.GetId())
 	first, err := s.Recv()
 	if err != nil {
 		t.Fatalf("first Recv: %v", err)

@@ -8,6 +8,7 @@ package catalogv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/gatehouse-dev/gatehouse/gen/gatehouse/policy/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -558,7 +559,7 @@ var File_gatehouse_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_gatehouse_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\"gatehouse/catalog/v1/catalog.proto\x12\x14gatehouse.catalog.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\"\xa2\x01\n" +
+	"\"gatehouse/catalog/v1/catalog.proto\x12\x14gatehouse.catalog.v1\x1a\x1bbuf/validate/validate.proto\x1a gatehouse/policy/v1/policy.proto\x1a\x1cgoogle/api/annotations.proto\"\xa2\x01\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -595,12 +596,17 @@ const file_gatehouse_catalog_v1_catalog_proto_rawDesc = "" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\"w\n" +
 	"\x14ReserveStockResponse\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x128\n" +
-	"\x05items\x18\x02 \x03(\v2\".gatehouse.catalog.v1.ReservedItemR\x05items2\xfb\x02\n" +
-	"\x0eCatalogService\x12}\n" +
+	"\x05items\x18\x02 \x03(\v2\".gatehouse.catalog.v1.ReservedItemR\x05items2\xcc\x03\n" +
+	"\x0eCatalogService\x12\x96\x01\n" +
 	"\n" +
-	"GetProduct\x12'.gatehouse.catalog.v1.GetProductRequest\x1a(.gatehouse.catalog.v1.GetProductResponse\"\x1c\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/products/{id}\x90\x02\x01\x12~\n" +
-	"\fListProducts\x12).gatehouse.catalog.v1.ListProductsRequest\x1a*.gatehouse.catalog.v1.ListProductsResponse\"\x17\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/products\x90\x02\x01\x12j\n" +
-	"\fReserveStock\x12).gatehouse.catalog.v1.ReserveStockRequest\x1a*.gatehouse.catalog.v1.ReserveStockResponse\"\x03\x90\x02\x02BGZEgithub.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1;catalogv1b\x06proto3"
+	"GetProduct\x12'.gatehouse.catalog.v1.GetProductRequest\x1a(.gatehouse.catalog.v1.GetProductResponse\"5\xca\xf3\x18\x15\n" +
+	"\agateway\n" +
+	"\x06orders\x12\x02\b\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/products/{id}\x90\x02\x01\x12\x97\x01\n" +
+	"\fListProducts\x12).gatehouse.catalog.v1.ListProductsRequest\x1a*.gatehouse.catalog.v1.ListProductsResponse\"0\xca\xf3\x18\x15\n" +
+	"\agateway\n" +
+	"\x06orders\x12\x02\b\x01\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/products\x90\x02\x01\x12\x86\x01\n" +
+	"\fReserveStock\x12).gatehouse.catalog.v1.ReserveStockRequest\x1a*.gatehouse.catalog.v1.ReserveStockResponse\"\x1f\xca\xf3\x18\x18\n" +
+	"\x06orders\x12\x0e\x12\forders.write\x90\x02\x02BGZEgithub.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1;catalogv1b\x06proto3"
 
 var (
 	file_gatehouse_catalog_v1_catalog_proto_rawDescOnce sync.Once

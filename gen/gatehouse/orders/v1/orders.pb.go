@@ -8,6 +8,7 @@ package ordersv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/gatehouse-dev/gatehouse/gen/gatehouse/policy/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -675,7 +676,7 @@ var File_gatehouse_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_gatehouse_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	" gatehouse/orders/v1/orders.proto\x12\x13gatehouse.orders.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
+	" gatehouse/orders/v1/orders.proto\x12\x13gatehouse.orders.v1\x1a\x1bbuf/validate/validate.proto\x1a gatehouse/policy/v1/policy.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
 	"\bLineItem\x12>\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18@2\x14^[a-z0-9][a-z0-9-]*$R\tproductId\x12&\n" +
@@ -727,16 +728,20 @@ const file_gatehouse_orders_v1_orders_proto_rawDesc = "" +
 	"\x15ORDER_STATUS_RESERVED\x10\x01\x12\x1a\n" +
 	"\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_DELIVERED\x10\x042\xf6\x03\n" +
-	"\fOrderService\x12w\n" +
-	"\vCreateOrder\x12'.gatehouse.orders.v1.CreateOrderRequest\x1a(.gatehouse.orders.v1.CreateOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
-	"/v1/orders\x12s\n" +
-	"\bGetOrder\x12$.gatehouse.orders.v1.GetOrderRequest\x1a%.gatehouse.orders.v1.GetOrderResponse\"\x1a\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/orders/{id}\x90\x02\x01\x12t\n" +
+	"\x16ORDER_STATUS_DELIVERED\x10\x042\xea\x04\n" +
+	"\fOrderService\x12\x94\x01\n" +
+	"\vCreateOrder\x12'.gatehouse.orders.v1.CreateOrderRequest\x1a(.gatehouse.orders.v1.CreateOrderResponse\"2\xca\xf3\x18\x19\n" +
+	"\agateway\x12\x0e\x12\forders.write\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/orders\x12\x8f\x01\n" +
+	"\bGetOrder\x12$.gatehouse.orders.v1.GetOrderRequest\x1a%.gatehouse.orders.v1.GetOrderResponse\"6\xca\xf3\x18\x18\n" +
+	"\agateway\x12\r\x12\vorders.read\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/orders/{id}\x90\x02\x01\x12\x90\x01\n" +
 	"\n" +
-	"ListOrders\x12&.gatehouse.orders.v1.ListOrdersRequest\x1a'.gatehouse.orders.v1.ListOrdersResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/orders\x90\x02\x01\x12\x81\x01\n" +
+	"ListOrders\x12&.gatehouse.orders.v1.ListOrdersRequest\x1a'.gatehouse.orders.v1.ListOrdersResponse\"1\xca\xf3\x18\x18\n" +
+	"\agateway\x12\r\x12\vorders.read\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/orders\x90\x02\x01\x12\x9d\x01\n" +
 	"\n" +
-	"WatchOrder\x12&.gatehouse.orders.v1.WatchOrderRequest\x1a'.gatehouse.orders.v1.WatchOrderResponse\" \x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch\x90\x02\x010\x01BEZCgithub.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1;ordersv1b\x06proto3"
+	"WatchOrder\x12&.gatehouse.orders.v1.WatchOrderRequest\x1a'.gatehouse.orders.v1.WatchOrderResponse\"<\xca\xf3\x18\x18\n" +
+	"\agateway\x12\r\x12\vorders.read\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch\x90\x02\x010\x01BEZCgithub.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1;ordersv1b\x06proto3"
 
 var (
 	file_gatehouse_orders_v1_orders_proto_rawDescOnce sync.Once
