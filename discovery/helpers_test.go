@@ -2,7 +2,17 @@ package discovery_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +76,7 @@ type testServer struct {
 	health *health.Server
 }
 
-func startServer(t *testing.T, name string) *testServer {
+func startServer(t *testing.T, name string, opts ...grpc.ServerOption) *testServer {
 	t.Helper()
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,7 +97,7 @@ func startServer(t *testing.T, name string) *testServer {
 		name:   name,
 		addr:   lis.Addr().String(),
 		port:   lis.Addr().(*net.TCPAddr).Port,
-		srv:    grpc.NewServer(grpc.UnaryInterceptor(tagger)),
+		srv:    grpc.NewServer(append(opts, grpc.UnaryInterceptor(tagger))...),
 		health: health.NewServer(),
 	}
 
@@ -140,4 +150,80 @@ func (f *fakeCC) snapshot() ([]resolver.State, []error) {
 	defer f.mu.Unlock()
 
 	return append([]resolver.State(nil), f.states...), append([]error(nil), f.errs...)
+}
+
+// testPKI is a throwaway CA and a server certificate it signed.
+type testPKI struct {
+	caFile    string
+	serverTLS *tls.Config
+}
+
+// newTestPKI makes a CA, writes its certificate to a file and issues a
+// server certificate for dnsName (and no IP address).
+func newTestPKI(t *testing.T, dnsName string) testPKI {
+	t.Helper()
+
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("generate ca key: %v", err)
+	}
+
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "gatehouse test ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("create ca certificate: %v", err)
+	}
+
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatalf("parse ca certificate: %v", err)
+	}
+
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("generate server key: %v", err)
+	}
+
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: dnsName},
+		DNSNames:     []string{dnsName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert,
+		&leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("create server certificate: %v", err)
+	}
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatalf("write %s: %v", caFile, err)
+	}
+
+	cert := tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}
+
+	return testPKI{
+		caFile: caFile,
+		serverTLS: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+		},
+	}
 }

@@ -28,7 +28,10 @@ func TestNextIndex(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	r := &consulResolver{opts: options{backoffBase: 100 * time.Millisecond, backoffMax: 5 * time.Second}}
+	r := &consulResolver{opts: options{
+		backoffBase: 100 * time.Millisecond,
+		backoffMax:  5 * time.Second,
+	}}
 
 	for failures := 1; failures <= 100; failures++ {
 		ceiling := min(r.opts.backoffBase<<min(failures-1, 20), r.opts.backoffMax)

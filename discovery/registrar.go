@@ -335,7 +335,8 @@ func validateMeta(meta map[string]string) error {
 		}
 
 		if strings.HasPrefix(k, metaReservedPrefix) {
-			return fmt.Errorf("meta key %q uses consul's reserved prefix %q", k, metaReservedPrefix)
+			return fmt.Errorf("meta key %q uses consul's reserved prefix %q",
+				k, metaReservedPrefix)
 		}
 
 		if len(v) > metaValueMaxLength {

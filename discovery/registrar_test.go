@@ -2,13 +2,17 @@ package discovery_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/gatehouse-dev/gatehouse/discovery"
+	"github.com/gatehouse-dev/gatehouse/internal/consulagent"
 	"github.com/gatehouse-dev/gatehouse/internal/testsupport"
 )
 
@@ -35,6 +39,8 @@ func validRegistration() discovery.Registration {
 }
 
 func TestNewRegistrarValidation(t *testing.T) {
+	type reg = discovery.Registration
+
 	longMeta := map[string]string{}
 	for i := range 65 {
 		longMeta["k"+strings.Repeat("x", i)] = "v"
@@ -42,12 +48,12 @@ func TestNewRegistrarValidation(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		mutate  func(*discovery.Registration)
+		mutate  func(*reg)
 		wantErr string // empty means valid
 	}{
-		{name: "valid minimal", mutate: func(*discovery.Registration) {}},
-		{name: "valid ipv6", mutate: func(r *discovery.Registration) { r.Address = "::1" }},
-		{name: "valid full", mutate: func(r *discovery.Registration) {
+		{"valid minimal", func(*reg) {}, ""},
+		{"valid ipv6", func(r *reg) { r.Address = "::1" }, ""},
+		{"valid full", func(r *reg) {
 			r.Tags = []string{"grpc", "v1"}
 			r.Meta = map[string]string{"version": "1.2.3", "grpc_services": "a.v1.A,b.v1.B"}
 			r.CheckInterval = 2 * time.Second
@@ -55,89 +61,65 @@ func TestNewRegistrarValidation(t *testing.T) {
 			r.DeregisterCriticalAfter = 5 * time.Minute
 			r.CheckTLS = true
 			r.TLSServerName = "echo.internal"
-		}},
-		{name: "valid id from NewInstanceID", mutate: func(r *discovery.Registration) {
-			r.ID = discovery.NewInstanceID(r.Service)
-		}},
-		{name: "empty service", mutate: func(r *discovery.Registration) { r.Service = "" },
-			wantErr: "service name"},
-		{name: "uppercase service", mutate: func(r *discovery.Registration) { r.Service = "Echo" },
-			wantErr: "service name"},
-		{name: "service with dot", mutate: func(r *discovery.Registration) { r.Service = "echo.v1" },
-			wantErr: "service name"},
-		{name: "service leading hyphen", mutate: func(r *discovery.Registration) { r.Service = "-echo" },
-			wantErr: "service name"},
-		{name: "service trailing hyphen", mutate: func(r *discovery.Registration) { r.Service = "echo-" },
-			wantErr: "service name"},
-		{name: "service too long", mutate: func(r *discovery.Registration) {
-			r.Service = strings.Repeat("a", 64)
-		}, wantErr: "service name"},
-		{name: "empty id", mutate: func(r *discovery.Registration) { r.ID = "" },
-			wantErr: "instance id is empty"},
-		{name: "id with slash", mutate: func(r *discovery.Registration) { r.ID = "echo/1" },
-			wantErr: "instance id"},
-		{name: "id with space", mutate: func(r *discovery.Registration) { r.ID = "echo 1" },
-			wantErr: "instance id"},
-		{name: "empty address", mutate: func(r *discovery.Registration) { r.Address = "" },
-			wantErr: "not a literal IP"},
-		{name: "hostname address", mutate: func(r *discovery.Registration) { r.Address = "localhost" },
-			wantErr: "not a literal IP"},
-		{name: "address with port", mutate: func(r *discovery.Registration) {
-			r.Address = "127.0.0.1:80"
-		}, wantErr: "not a literal IP"},
-		{name: "unspecified address", mutate: func(r *discovery.Registration) { r.Address = "0.0.0.0" },
-			wantErr: "unspecified"},
-		{name: "port zero", mutate: func(r *discovery.Registration) { r.Port = 0 },
-			wantErr: "port 0 out of range"},
-		{name: "port too big", mutate: func(r *discovery.Registration) { r.Port = 65536 },
-			wantErr: "port 65536 out of range"},
-		{name: "blank tag", mutate: func(r *discovery.Registration) { r.Tags = []string{"a", " "} },
-			wantErr: "tag 1 is blank"},
-		{name: "meta bad key", mutate: func(r *discovery.Registration) {
-			r.Meta = map[string]string{"grpc.services": "x"}
-		}, wantErr: "meta key"},
-		{name: "meta reserved key", mutate: func(r *discovery.Registration) {
+		}, ""},
+		{"valid generated id", func(r *reg) { r.ID = discovery.NewInstanceID(r.Service) }, ""},
+		{"empty service", func(r *reg) { r.Service = "" }, "service name"},
+		{"uppercase service", func(r *reg) { r.Service = "Echo" }, "service name"},
+		{"service with dot", func(r *reg) { r.Service = "echo.v1" }, "service name"},
+		{"service leading hyphen", func(r *reg) { r.Service = "-echo" }, "service name"},
+		{"service trailing hyphen", func(r *reg) { r.Service = "echo-" }, "service name"},
+		{"service too long", func(r *reg) { r.Service = strings.Repeat("a", 64) }, "service name"},
+		{"empty id", func(r *reg) { r.ID = "" }, "instance id is empty"},
+		{"id with slash", func(r *reg) { r.ID = "echo/1" }, "instance id"},
+		{"id with space", func(r *reg) { r.ID = "echo 1" }, "instance id"},
+		{"empty address", func(r *reg) { r.Address = "" }, "not a literal IP"},
+		{"hostname address", func(r *reg) { r.Address = "localhost" }, "not a literal IP"},
+		{"address with port", func(r *reg) { r.Address = "127.0.0.1:80" }, "not a literal IP"},
+		{"unspecified address", func(r *reg) { r.Address = "0.0.0.0" }, "unspecified"},
+		{"port zero", func(r *reg) { r.Port = 0 }, "port 0 out of range"},
+		{"port too big", func(r *reg) { r.Port = 65536 }, "port 65536 out of range"},
+		{"blank tag", func(r *reg) { r.Tags = []string{"a", " "} }, "tag 1 is blank"},
+		{"meta bad key", func(r *reg) { r.Meta = map[string]string{"a.b": "x"} }, "meta key"},
+		{"meta reserved key", func(r *reg) {
 			r.Meta = map[string]string{"consul-version": "x"}
-		}, wantErr: "reserved prefix"},
-		{name: "meta long value", mutate: func(r *discovery.Registration) {
+		}, "reserved prefix"},
+		{"meta long value", func(r *reg) {
 			r.Meta = map[string]string{"k": strings.Repeat("v", 513)}
-		}, wantErr: "meta value"},
-		{name: "meta too many pairs", mutate: func(r *discovery.Registration) { r.Meta = longMeta },
-			wantErr: "65 pairs"},
-		{name: "interval below minimum", mutate: func(r *discovery.Registration) {
+		}, "meta value"},
+		{"meta too many pairs", func(r *reg) { r.Meta = longMeta }, "65 pairs"},
+		{"interval below minimum", func(r *reg) {
 			r.CheckInterval = 500 * time.Millisecond
-		}, wantErr: "check interval"},
-		{name: "negative timeout", mutate: func(r *discovery.Registration) {
-			r.CheckTimeout = -time.Second
-		}, wantErr: "check timeout"},
-		{name: "deregister below minimum", mutate: func(r *discovery.Registration) {
+		}, "check interval"},
+		{"negative timeout", func(r *reg) { r.CheckTimeout = -time.Second }, "check timeout"},
+		{"deregister below minimum", func(r *reg) {
 			r.DeregisterCriticalAfter = 30 * time.Second
-		}, wantErr: "deregister critical after"},
-		{name: "server name without tls", mutate: func(r *discovery.Registration) {
+		}, "deregister critical after"},
+		{"server name without tls", func(r *reg) {
 			r.TLSServerName = "echo.internal"
-		}, wantErr: "check tls is off"},
+		}, "check tls is off"},
 	}
 
 	client := offlineClient(t)
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reg := validRegistration()
-			tt.mutate(&reg)
+			in := validRegistration()
+			tt.mutate(&in)
 
-			r, err := discovery.NewRegistrar(client, reg)
+			r, err := discovery.NewRegistrar(client, in)
 
 			switch {
 			case tt.wantErr == "" && err != nil:
-				t.Fatalf("NewRegistrar(%+v) = %v, want success", reg, err)
+				t.Fatalf("NewRegistrar(%+v) = %v, want success", in, err)
 			case tt.wantErr != "" && err == nil:
-				t.Fatalf("NewRegistrar(%+v) succeeded, want error containing %q", reg, tt.wantErr)
+				t.Fatalf("NewRegistrar(%+v) succeeded, want error containing %q", in, tt.wantErr)
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("NewRegistrar(%+v) error = %q, want it to contain %q", reg, err, tt.wantErr)
+				t.Fatalf("NewRegistrar(%+v) error = %q, want it to contain %q",
+					in, err, tt.wantErr)
 			}
 
-			if err == nil && r.ID() != reg.ID {
-				t.Errorf("ID() = %q, want %q", r.ID(), reg.ID)
+			if err == nil && r.ID() != in.ID {
+				t.Errorf("ID() = %q, want %q", r.ID(), in.ID)
 			}
 		})
 	}
@@ -162,7 +144,8 @@ func TestNewRegistrarRejectsNilClientAndBadOptions(t *testing.T) {
 		t.Errorf("NewRegistrar(nil client) succeeded, want error")
 	}
 
-	_, err := discovery.NewRegistrar(offlineClient(t), validRegistration(), discovery.WithLogger(nil))
+	_, err := discovery.NewRegistrar(offlineClient(t), validRegistration(),
+		discovery.WithLogger(nil))
 	if err == nil {
 		t.Errorf("NewRegistrar(WithLogger(nil)) succeeded, want error")
 	}
@@ -187,6 +170,8 @@ func TestNewInstanceID(t *testing.T) {
 }
 
 func TestRegisterAndDeregister(t *testing.T) {
+	t.Parallel()
+
 	agent := testsupport.StartConsul(t)
 	client := consulClient(t, agent)
 	srv := startServer(t, "one")
@@ -231,13 +216,21 @@ func TestRegisterAndDeregister(t *testing.T) {
 		}
 	}
 
-	check := serviceCheck(t, client, reg.ID)
-	if check.Type != "grpc" || check.Definition.GRPC != srv.addr || check.Definition.GRPCUseTLS {
-		t.Errorf("check type %q grpc %q tls %v, want grpc %q plaintext",
-			check.Type, check.Definition.GRPC, check.Definition.GRPCUseTLS, srv.addr)
+	if check := serviceCheck(t, client, reg.ID); check.Type != "grpc" {
+		t.Errorf("check type %q, want grpc", check.Type)
 	}
 
+	checkTimings(t, client, reg.ID, "1s", "1s")
+
 	waitPassing(t, client, "echo", reg.ID)
+
+	// Consul does not return the check's definition; its output names the
+	// target, which shows it is the overall health of addr:port (a service
+	// name would appear as addr:port/name).
+	check := serviceCheck(t, client, reg.ID)
+	if want := "gRPC check " + srv.addr + ": success"; check.Output != want {
+		t.Errorf("check output %q, want %q", check.Output, want)
+	}
 
 	if err := r.Deregister(ctx); err != nil {
 		t.Fatalf("Deregister: %v", err)
@@ -258,37 +251,97 @@ func TestRegisterAndDeregister(t *testing.T) {
 }
 
 func TestRegisterWithTLSCheck(t *testing.T) {
-	agent := testsupport.StartConsul(t)
+	t.Parallel()
+
+	pki := newTestPKI(t, "echo.internal")
+
+	// Consul verifies TLS checks against its own CA only when told to.
+	agent := testsupport.StartConsulWith(t, consulagent.Config{ExtraHCL: fmt.Sprintf(
+		"enable_agent_tls_for_checks = true\ntls {\n  internal_rpc {\n    ca_file = %q\n  }\n}\n",
+		pki.caFile)})
 	client := consulClient(t, agent)
-	srv := startServer(t, "plain")
 
-	r, err := discovery.NewRegistrar(client, discovery.Registration{
-		Service:       "echo",
-		ID:            "echo-tls",
-		Address:       "127.0.0.1",
-		Port:          srv.port,
-		CheckTLS:      true,
-		TLSServerName: "echo.internal",
-	})
-	if err != nil {
-		t.Fatalf("NewRegistrar: %v", err)
+	tlsSrv := startServer(t, "tls", grpc.Creds(credentials.NewTLS(pki.serverTLS)))
+	plainSrv := startServer(t, "plain")
+
+	tests := []struct {
+		id         string
+		srv        *testServer
+		checkTLS   bool
+		serverName string
+		wantPass   bool
+		wantOutput string // substring of the check output
+	}{
+		{id: "tls-right-name", srv: tlsSrv, checkTLS: true, serverName: "echo.internal",
+			wantPass: true, wantOutput: "success"},
+		{id: "tls-wrong-name", srv: tlsSrv, checkTLS: true, serverName: "other.internal",
+			wantOutput: "other.internal"},
+		{id: "tls-no-name", srv: tlsSrv, checkTLS: true, wantOutput: "certificate"},
+		{id: "plaintext-to-tls", srv: tlsSrv},
+		{id: "tls-to-plaintext", srv: plainSrv, checkTLS: true, serverName: "echo.internal"},
 	}
 
-	if err := r.Register(testContext(t)); err != nil {
-		t.Fatalf("Register: %v", err)
+	for _, tt := range tests {
+		r, err := discovery.NewRegistrar(client, discovery.Registration{
+			Service:       "echo",
+			ID:            tt.id,
+			Address:       "127.0.0.1",
+			Port:          tt.srv.port,
+			CheckTLS:      tt.checkTLS,
+			TLSServerName: tt.serverName,
+		})
+		if err != nil {
+			t.Fatalf("NewRegistrar(%s): %v", tt.id, err)
+		}
+
+		if err := r.Register(testContext(t)); err != nil {
+			t.Fatalf("Register(%s): %v", tt.id, err)
+		}
 	}
 
-	check := serviceCheck(t, client, "echo-tls")
-	if !check.Definition.GRPCUseTLS || check.Definition.TLSServerName != "echo.internal" {
-		t.Errorf("check tls %v server name %q, want true echo.internal",
-			check.Definition.GRPCUseTLS, check.Definition.TLSServerName)
+	for _, tt := range tests {
+		want := api.HealthCritical
+		if tt.wantPass {
+			want = api.HealthPassing
+		}
+
+		// A new check starts critical, so wait for an output as well.
+		waitFor(t, 10*time.Second, tt.id+" check "+want, func() (bool, string) {
+			c := serviceCheck(t, client, tt.id)
+			ok := c.Status == want && c.Output != "" && strings.Contains(c.Output, tt.wantOutput)
+
+			return ok, c.Status + ": " + c.Output
+		})
+
+		c := serviceCheck(t, client, tt.id)
+		t.Logf("%s: %s: %s", tt.id, c.Status, c.Output)
+	}
+}
+
+// checkTimings asserts the interval and timeout of the check of instance id,
+// which the typed API does not expose.
+func checkTimings(t *testing.T, client *api.Client, id, interval, timeout string) {
+	t.Helper()
+
+	var checks map[string]map[string]any
+	if _, err := client.Raw().Query("/v1/agent/checks", &checks, nil); err != nil {
+		t.Fatalf("list agent checks: %v", err)
 	}
 
-	// A TLS check against a plaintext server must fail, and keep failing.
-	waitFor(t, 10*time.Second, "tls check critical with output", func() (bool, string) {
-		c := serviceCheck(t, client, "echo-tls")
-		return c.Status == api.HealthCritical && c.Output != "", c.Status + ": " + c.Output
-	})
+	for _, c := range checks {
+		if c["ServiceID"] != id {
+			continue
+		}
+
+		if c["Interval"] != interval || c["Timeout"] != timeout {
+			t.Errorf("check of %s: interval %v timeout %v, want %s %s",
+				id, c["Interval"], c["Timeout"], interval, timeout)
+		}
+
+		return
+	}
+
+	t.Errorf("no check for %s", id)
 }
 
 // serviceCheck returns the single check of the service instance id.

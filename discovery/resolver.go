@@ -245,7 +245,10 @@ func (r *consulResolver) push(set []instance) {
 	for i, in := range set {
 		attrs := attributes.New(instanceIDKey{}, in.id)
 		addrs[i] = resolver.Address{Addr: in.addr, Attributes: attrs}
-		endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{addrs[i]}, Attributes: attrs}
+		endpoints[i] = resolver.Endpoint{
+			Addresses:  []resolver.Address{addrs[i]},
+			Attributes: attrs,
+		}
 		ids[i] = in.id
 	}
 

@@ -193,6 +193,8 @@ func register(t *testing.T, client *api.Client, id string, srv *testServer) *dis
 }
 
 func TestResolverFollowsPassingSet(t *testing.T) {
+	t.Parallel()
+
 	agent := testsupport.StartConsul(t)
 	client := consulClient(t, agent)
 
@@ -252,6 +254,8 @@ func closedPort(t *testing.T) string {
 }
 
 func TestResolverReportsErrorsBeforeFirstAnswer(t *testing.T) {
+	t.Parallel()
+
 	client, err := api.NewClient(&api.Config{Address: closedPort(t), Scheme: "http"})
 	if err != nil {
 		t.Fatalf("create consul client: %v", err)
@@ -289,6 +293,8 @@ func TestResolverReportsErrorsBeforeFirstAnswer(t *testing.T) {
 }
 
 func TestResolverKeepsLastKnownAcrossOutage(t *testing.T) {
+	t.Parallel()
+
 	agent := testsupport.StartConsul(t)
 	client := consulClient(t, agent)
 	srv := startServer(t, "a")
@@ -424,6 +430,8 @@ func waitSpread(t *testing.T, hc healthpb.HealthClient, what string, servers ...
 }
 
 func TestRoundRobinThroughConsul(t *testing.T) {
+	t.Parallel()
+
 	agent := testsupport.StartConsul(t)
 	client := consulClient(t, agent)
 
@@ -450,7 +458,8 @@ func TestRoundRobinThroughConsul(t *testing.T) {
 
 	waitSpread(t, hc, "deregistered instance dropped", b)
 
-	if ids, err := passingIDs(client, "echo"); err != nil || !slices.Equal(ids, []string{"echo-b"}) {
+	ids, err := passingIDs(client, "echo")
+	if err != nil || !slices.Equal(ids, []string{"echo-b"}) {
 		t.Errorf("passing echo instances after deregistering echo-a = %v, %v; want [echo-b]",
 			ids, err)
 	}

@@ -381,8 +381,12 @@ func (a *Agent) waitReady(ctx context.Context, proc *process, tail *tailBuffer) 
 		case <-proc.done:
 			return exitedEarly(proc, tail)
 		case <-ctx.Done():
-			return fmt.Errorf("wait for consul agent on %s to be ready: %w (last probe: %v)",
-				a.HTTPAddr(), ctx.Err(), probeErr)
+			err := fmt.Errorf("wait for consul agent on %s to be ready: %w", a.HTTPAddr(), ctx.Err())
+			if probeErr != nil {
+				err = fmt.Errorf("%w (last probe: %w)", err, probeErr)
+			}
+
+			return err
 		case <-ticker.C:
 		}
 
@@ -398,8 +402,13 @@ func (a *Agent) waitReady(ctx context.Context, proc *process, tail *tailBuffer) 
 func exitedEarly(proc *process, tail *tailBuffer) error {
 	out := tail.String()
 
-	err := fmt.Errorf("consul agent exited before becoming ready: %v; last output:\n%s",
-		proc.exitErr(), out)
+	status := proc.exitErr()
+	if status == nil {
+		status = errors.New("exit status 0")
+	}
+
+	err := fmt.Errorf("consul agent exited before becoming ready: %w; last output:\n%s",
+		status, out)
 	if strings.Contains(out, "address already in use") {
 		return fmt.Errorf("%w: %w", errPortInUse, err)
 	}

@@ -82,6 +82,8 @@ func TestStartValidation(t *testing.T) {
 }
 
 func TestStartStop(t *testing.T) {
+	t.Parallel()
+
 	start := time.Now()
 	agent := testsupport.StartConsul(t)
 	t.Logf("agent ready after %v", time.Since(start))
@@ -146,6 +148,22 @@ func TestStartStop(t *testing.T) {
 	}
 }
 
+func TestEnableTLSListeners(t *testing.T) {
+	t.Parallel()
+
+	agent := testsupport.StartConsulWith(t, consulagent.Config{
+		EnableHTTPS:   true,
+		EnableGRPCTLS: true,
+	})
+
+	ports := agent.Ports()
+	if got, want := agent.HTTPSAddr(), "127.0.0.1:"+strconv.Itoa(ports.HTTPS); got != want {
+		t.Errorf("HTTPSAddr() = %q, want %q", got, want)
+	}
+
+	checkListeners(t, agent.PID(), ports, ports.HTTPS, ports.GRPCTLS)
+}
+
 func checkUI(t *testing.T, url string) {
 	t.Helper()
 
@@ -153,14 +171,13 @@ func checkUI(t *testing.T, url string) {
 		t.Errorf("UIURL() = %q, want http://127.0.0.1:<port>/ui/", url)
 	}
 
-	resp, err := http.Get(url) //nolint:noctx // loopback, bounded by the test timeout
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 
-	defer resp.Body.Close()
-
 	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
 
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET %s: status %d, want 200", url, resp.StatusCode)
@@ -168,6 +185,8 @@ func checkUI(t *testing.T, url string) {
 }
 
 func TestRestartKeepsPortsAndLocalServices(t *testing.T) {
+	t.Parallel()
+
 	agent := testsupport.StartConsulWith(t, consulagent.Config{DataDir: t.TempDir()})
 
 	client, err := agent.Client()
@@ -202,7 +221,8 @@ func TestRestartKeepsPortsAndLocalServices(t *testing.T) {
 	}
 
 	if agent.PID() == 0 || agent.PID() == oldPID {
-		t.Errorf("PID() after Restart = %d, want a new running process (old %d)", agent.PID(), oldPID)
+		t.Errorf("PID() after Restart = %d, want a new running process (old %d)",
+			agent.PID(), oldPID)
 	}
 
 	leader, err := client.Status().Leader()
@@ -265,6 +285,8 @@ func readPID(t *testing.T, pidFile string) int {
 }
 
 func TestStartFailsFastOnBadConfig(t *testing.T) {
+	t.Parallel()
+
 	bin, pidFile := pidWrapper(t)
 
 	start := time.Now()
@@ -305,6 +327,8 @@ func (c cancelOnWrite) Write(p []byte) (int, error) {
 }
 
 func TestStartCancelledLeavesNoProcess(t *testing.T) {
+	t.Parallel()
+
 	bin, pidFile := pidWrapper(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -327,7 +351,8 @@ func TestStartCancelledLeavesNoProcess(t *testing.T) {
 		t.Errorf("consul process %d still exists after cancelled Start", pid)
 	}
 
-	if _, err := consulagent.Start(ctx, consulagent.Config{Bin: bin}); !errors.Is(err, context.Canceled) {
+	_, err = consulagent.Start(ctx, consulagent.Config{Bin: bin})
+	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Start with a done context: error = %v, want context.Canceled", err)
 	}
 }

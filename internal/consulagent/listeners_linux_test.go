@@ -26,8 +26,9 @@ func (s socket) String() string {
 }
 
 // checkListeners asserts that the agent listens on exactly the expected
-// loopback ports, on nothing else, and in particular not on 8503.
-func checkListeners(t *testing.T, pid int, ports consulagent.Ports) {
+// loopback ports (plus the extra TCP ports given), on nothing else, and in
+// particular not on 8503.
+func checkListeners(t *testing.T, pid int, ports consulagent.Ports, extraTCP ...int) {
 	t.Helper()
 
 	socks, err := boundSockets(pid)
@@ -45,6 +46,10 @@ func checkListeners(t *testing.T, pid int, ports consulagent.Ports) {
 		fmt.Sprintf("udp 127.0.0.1:%d", ports.DNS),
 		fmt.Sprintf("udp 127.0.0.1:%d", ports.SerfLAN),
 		fmt.Sprintf("udp 127.0.0.1:%d", ports.SerfWAN),
+	}
+
+	for _, port := range extraTCP {
+		want = append(want, fmt.Sprintf("tcp 127.0.0.1:%d", port))
 	}
 
 	var got []string
@@ -123,7 +128,7 @@ func readSocketTable(table string, inodes map[string]bool) ([]socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 
 	proto := strings.TrimSuffix(table, "6")
 	wantState := "0A" // TCP_LISTEN

@@ -15,8 +15,8 @@ const loopback = "127.0.0.1"
 // turns out to be taken.
 const maxPortTries = 20
 
-// Ports are the loopback ports one agent uses. HTTPS and GRPCTLS are
-// reserved even when disabled so that enabling them never needs a new pick.
+// Ports are the loopback ports one agent uses, all picked free at Start.
+// HTTPS and GRPCTLS are picked even when their listeners are disabled.
 type Ports struct {
 	// HTTP is the HTTP API and UI port.
 	HTTP int

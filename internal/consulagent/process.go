@@ -86,8 +86,9 @@ func (p *process) exitErr() error {
 
 // stop sends SIGTERM to the process group (repeatedly, see terminate),
 // escalates to SIGKILL when the leader has not exited within grace (at once
-// if grace is 0), and waits for the leader to be reaped. Whatever is left in the group afterwards is killed
-// too, so no stray process outlives stop. It is safe to call more than once.
+// if grace is 0), and waits for the leader to be reaped. Whatever is left
+// in the group afterwards is killed too, so no stray process outlives stop.
+// It is safe to call more than once.
 func (p *process) stop(grace time.Duration) error {
 	if grace > 0 && !p.exited() {
 		if err := p.terminate(grace); err != nil {
