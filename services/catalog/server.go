@@ -113,6 +113,8 @@ func storeStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrInvalidQuantity):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrInsufficientStock):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	default:

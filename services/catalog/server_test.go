@@ -325,7 +325,8 @@ func TestServerReserveStock(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ReserveStock: %v", err)
 				}
-				if resp.GetReservationId() == "" || len(resp.GetItems()) != len(tc.req.GetItems()) {
+				if resp.GetReservationId() == "" ||
+					len(resp.GetItems()) != len(tc.req.GetItems()) {
 					t.Errorf("ReserveStock = %v", resp)
 				}
 			} else {

@@ -16,6 +16,8 @@ var (
 	ErrNotFound = errors.New("product not found")
 	// ErrInsufficientStock means a reservation asked for more than is left.
 	ErrInsufficientStock = errors.New("insufficient stock")
+	// ErrInvalidQuantity means a reservation line asked for no units or fewer.
+	ErrInvalidQuantity = errors.New("quantity must be positive")
 )
 
 // Store is an in-memory product catalog with stock. It is safe for
@@ -70,6 +72,7 @@ func (s *Store) List(after string, limit int) ([]*catalogv1.Product, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	limit = max(limit, 0)
 	start := sort.SearchStrings(s.ids, after)
 	if start < len(s.ids) && s.ids[start] == after {
 		start++
@@ -100,6 +103,10 @@ func (s *Store) Reserve(
 	// Sum per product first so repeated lines cannot overdraw stock.
 	want := make(map[string]int64, len(items))
 	for _, it := range items {
+		if it.GetQuantity() <= 0 {
+			return nil, fmt.Errorf("reserve %d of %q: %w",
+				it.GetQuantity(), it.GetProductId(), ErrInvalidQuantity)
+		}
 		p, ok := s.products[it.GetProductId()]
 		if !ok {
 			return nil, fmt.Errorf("reserve %q: %w", it.GetProductId(), ErrNotFound)

@@ -64,7 +64,8 @@ func TestNewStoreRejectsBadIDs(t *testing.T) {
 		products []*catalogv1.Product
 	}{
 		{name: "empty id", products: []*catalogv1.Product{{Id: "p-1"}, {Id: ""}}},
-		{name: "duplicate id", products: []*catalogv1.Product{{Id: "p-1"}, {Id: "p-2"}, {Id: "p-1"}}},
+		{name: "duplicate id",
+			products: []*catalogv1.Product{{Id: "p-1"}, {Id: "p-2"}, {Id: "p-1"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -356,7 +357,8 @@ func TestStoreReserveIsIdempotentByOrderID(t *testing.T) {
 func TestStoreReserveFailureIsNotRemembered(t *testing.T) {
 	s := newStore(t, []*catalogv1.Product{{Id: "p-a", Stock: 2}})
 
-	if _, err := s.Reserve("order-1", items("p-a", 3)); !errors.Is(err, catalog.ErrInsufficientStock) {
+	_, err := s.Reserve("order-1", items("p-a", 3))
+	if !errors.Is(err, catalog.ErrInsufficientStock) {
 		t.Fatalf("Reserve 3 of 2: %v, want ErrInsufficientStock", err)
 	}
 	// A failed attempt must not block a corrected retry of the same order.
