@@ -3,10 +3,19 @@
 // backends, plus the operational endpoints /healthz, /readyz and
 // /openapi.json.
 //
+// The edge assumes every client is hostile. Before a request costs a
+// backend call it must fit the header limit, carry a valid URL, match a
+// route with the right method, have a JSON body of the right type and size
+// where the route takes one, and pass the route's deadline rules; each
+// failure has its own status (400, 404, 405, 408, 413, 415, 431). Every
+// call then runs under a deadline, only allowlisted headers travel to the
+// backends as metadata, and only allowlisted backend metadata comes back.
+//
 // Errors are always the JSON form of a google.rpc.Status
 // ({"code":…,"message":…,"details":[…]}) with the HTTP status that matches
-// the gRPC code. Transport failures are logged in full on the gateway but
-// reach the client only as a short message, never with backend addresses.
+// the gRPC code. Transport failures and panics are logged in full on the
+// gateway but reach the client only as a short message, never with backend
+// addresses or stack traces.
 package gateway
 
 import (
@@ -21,24 +30,72 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Config holds what the gateway needs. Catalog and Orders are client
 // connections to the backends (normally dialed through the Consul
-// resolver); the gateway does not own or close them.
+// resolver, with the validation client interceptors); the gateway does not
+// own or close them. Zero limits take the defaults named on each field.
 type Config struct {
 	Catalog grpc.ClientConnInterface
 	Orders  grpc.ClientConnInterface
 	// OpenAPI is served verbatim at /openapi.json.
 	OpenAPI []byte
 	// ReadyTimeout bounds each backend health check behind /readyz.
+	// Default 1s.
 	ReadyTimeout time.Duration
 	// Logger records failures; nil means no logging.
 	Logger *zap.Logger
+
+	// MaxHeaderBytes bounds the request line and headers together; past it
+	// the answer is 431. Default 16 KiB. Keep it below the server's own
+	// cap (ServerConfig.MaxHeaderBytes), which answers in plain text.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds the body of routes that take one; past it the
+	// answer is 413. Default 64 KiB. Routes without a body accept none.
+	MaxBodyBytes int64
+	// Timeout is the deadline of a unary call whose request has no
+	// Grpc-Timeout header. Default 10s.
+	Timeout time.Duration
+	// MaxTimeout caps a Grpc-Timeout header on unary routes. Default 30s.
+	MaxTimeout time.Duration
+	// StreamTimeout is the deadline of a server-streaming call without a
+	// Grpc-Timeout header. Default 5m.
+	StreamTimeout time.Duration
+	// MaxStreamTimeout caps a Grpc-Timeout header on streaming routes.
+	// Default 30m.
+	MaxStreamTimeout time.Duration
+	// StreamWriteTimeout bounds each write of a stream to the client, so a
+	// client that stops reading is cut off. Default 15s.
+	StreamWriteTimeout time.Duration
+	// Routes overrides the limits of single routes, keyed by full gRPC
+	// method name ("/gatehouse.orders.v1.OrderService/CreateOrder").
+	Routes map[string]RouteLimits
+
+	// ForwardHeaders lists the request headers passed to the backends as
+	// gRPC metadata (under the lowercased name); every other client header
+	// is dropped. nil means the default, Authorization only; an empty
+	// non-nil list forwards none. Hop-by-hop, transport and gateway-owned
+	// headers cannot be listed.
+	ForwardHeaders []string
+	// ResponseMetadata lists the backend header and trailer metadata keys
+	// passed back to the client as Grpc-Metadata-<Key> (trailers as
+	// Grpc-Trailer-<Key>, only when the client sent "TE: trailers"); every
+	// other key is dropped. nil means the default, x-gatehouse-instance.
+	ResponseMetadata []string
+}
+
+// RouteLimits are the limits of one route. A zero field keeps the default
+// of the route's kind.
+type RouteLimits struct {
+	// MaxBodyBytes bounds the body; only routes that take a body use it.
+	MaxBodyBytes int64
+	// Timeout is the deadline when the request has no Grpc-Timeout header.
+	Timeout time.Duration
+	// MaxTimeout caps a Grpc-Timeout header.
+	MaxTimeout time.Duration
 }
 
 // Validate reports the first problem with c.
@@ -52,70 +109,157 @@ func (c *Config) Validate() error {
 		return errors.New("gateway: OpenAPI document is empty")
 	case c.ReadyTimeout < 0:
 		return errors.New("gateway: negative ready timeout")
+	case c.MaxHeaderBytes < 0, c.MaxBodyBytes < 0:
+		return errors.New("gateway: negative header or body limit")
+	case c.Timeout < 0, c.MaxTimeout < 0, c.StreamTimeout < 0, c.MaxStreamTimeout < 0,
+		c.StreamWriteTimeout < 0:
+		return errors.New("gateway: negative timeout")
+	}
+
+	for method, l := range c.Routes {
+		if l.MaxBodyBytes < 0 || l.Timeout < 0 || l.MaxTimeout < 0 {
+			return fmt.Errorf("gateway: negative limit for route %s", method)
+		}
+	}
+	for _, h := range c.ForwardHeaders {
+		if err := checkForwardable(h); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.ResponseMetadata {
+		if err := checkMetadataKey(k); err != nil {
+			return err
+		}
 	}
 
 	return nil
 }
 
+// withDefaults returns c with every zero limit replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	setDefault(&c.ReadyTimeout, time.Second)
+	setDefault(&c.MaxHeaderBytes, 16<<10)
+	setDefault(&c.MaxBodyBytes, 64<<10)
+	setDefault(&c.Timeout, 10*time.Second)
+	setDefault(&c.MaxTimeout, 30*time.Second)
+	setDefault(&c.StreamTimeout, 5*time.Minute)
+	setDefault(&c.MaxStreamTimeout, 30*time.Minute)
+	setDefault(&c.StreamWriteTimeout, 15*time.Second)
+	if c.ForwardHeaders == nil {
+		c.ForwardHeaders = []string{"Authorization"}
+	}
+	if c.ResponseMetadata == nil {
+		c.ResponseMetadata = []string{"x-gatehouse-instance"}
+	}
+
+	return c
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
 // Gateway is an http.Handler serving the REST API. It is safe for
 // concurrent use.
 type Gateway struct {
-	cfg    Config
-	logger *zap.Logger
-	mux    *runtime.ServeMux
-	root   *http.ServeMux
+	cfg     Config
+	logger  *zap.Logger
+	mux     *runtime.ServeMux
+	routes  *routeTable
+	headers *headerPolicy
 }
 
-// New builds a Gateway from cfg.
+// New builds a Gateway from cfg. It fails when cfg is invalid or names
+// limits for a route the gateway does not serve.
 func New(cfg Config) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = time.Second
+	cfg = cfg.withDefaults()
+
+	routes, err := newRouteTable(cfg, catalogv1.File_gatehouse_catalog_v1_catalog_proto,
+		ordersv1.File_gatehouse_orders_v1_orders_proto)
+	if err != nil {
+		return nil, err
 	}
 
-	g := &Gateway{cfg: cfg, logger: cfg.Logger.Named("gateway")}
+	g := &Gateway{
+		cfg:     cfg,
+		logger:  cfg.Logger.Named("gateway"),
+		routes:  routes,
+		headers: newHeaderPolicy(cfg.ForwardHeaders, cfg.ResponseMetadata),
+	}
 
-	marshaler := &runtime.JSONPb{
+	marshaler := jsonMarshaler{JSONPb: &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 		// Unknown JSON fields are refused with 400 rather than silently
 		// dropped, so a misspelt field never goes unnoticed.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
+	}}
 	g.mux = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(g.handleError),
 		runtime.WithStreamErrorHandler(g.streamError),
 		runtime.WithRoutingErrorHandler(g.handleRoutingError),
 		runtime.WithDisablePathLengthFallback(),
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithIncomingHeaderMatcher(g.headers.incoming),
+		runtime.WithOutgoingHeaderMatcher(g.headers.outgoingHeader),
+		runtime.WithOutgoingTrailerMatcher(g.headers.outgoingTrailer),
+		runtime.WithMiddlewares(g.limitRoute),
 	)
 
 	ctx := context.Background()
-	catalog := catalogv1.NewCatalogServiceClient(cfg.Catalog)
+	catalog := catalogv1.NewCatalogServiceClient(firstMessageConn{cfg.Catalog})
 	if err := catalogv1.RegisterCatalogServiceHandlerClient(ctx, g.mux, catalog); err != nil {
 		return nil, fmt.Errorf("gateway: register catalog routes: %w", err)
 	}
-	orders := ordersv1.NewOrderServiceClient(cfg.Orders)
+	orders := ordersv1.NewOrderServiceClient(firstMessageConn{cfg.Orders})
 	if err := ordersv1.RegisterOrderServiceHandlerClient(ctx, g.mux, orders); err != nil {
 		return nil, fmt.Errorf("gateway: register orders routes: %w", err)
 	}
 
-	g.root = http.NewServeMux()
-	g.root.HandleFunc("GET /healthz", g.healthz)
-	g.root.HandleFunc("GET /readyz", g.readyz)
-	g.root.HandleFunc("GET /openapi.json", g.openapi)
-	g.root.Handle("/", g.mux)
-
 	return g, nil
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. Checks that need no route run first
+// (header size, URL encoding); then the request goes to an operational
+// endpoint or to the grpc-gateway mux, whose middleware applies the
+// matched route's limits. A panic anywhere below becomes a 500.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.root.ServeHTTP(w, r)
+	rw := &responseWriter{ResponseWriter: w}
+	defer g.recoverPanic(rw, r)
+
+	if !g.admit(rw, r) {
+		return
+	}
+
+	switch r.URL.Path {
+	case "/healthz":
+		g.operational(rw, r, g.healthz)
+	case "/readyz":
+		g.operational(rw, r, g.readyz)
+	case "/openapi.json":
+		g.operational(rw, r, g.openapi)
+	default:
+		g.mux.ServeHTTP(rw, r)
+	}
+}
+
+// operational serves an endpoint that answers GET and HEAD only.
+func (g *Gateway) operational(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		g.handleRoutingError(r.Context(), g.mux, g.outbound(r), w, r, http.StatusMethodNotAllowed)
+		return
+	}
+
+	h(w, r)
 }
 
 func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -155,76 +299,4 @@ func writeJSON(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(body + "\n"))
-}
-
-// handleError writes err as a JSON status after hiding transport detail.
-func (g *Gateway) handleError(
-	ctx context.Context,
-	mux *runtime.ServeMux,
-	m runtime.Marshaler,
-	w http.ResponseWriter,
-	r *http.Request,
-	err error,
-) {
-	var httpErr *runtime.HTTPStatusError
-	if errors.As(err, &httpErr) {
-		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
-		return
-	}
-
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, g.safeStatus(r.Method, r.URL.Path, err))
-}
-
-func (g *Gateway) streamError(ctx context.Context, err error) *status.Status {
-	method, _ := runtime.RPCMethod(ctx)
-	return status.Convert(g.safeStatus("stream", method, err))
-}
-
-// safeStatus keeps codes and messages that describe the caller's request and
-// replaces those that could describe our infrastructure.
-func (g *Gateway) safeStatus(method, path string, err error) error {
-	st := status.Convert(err)
-
-	var msg string
-	switch st.Code() {
-	case codes.Unavailable:
-		msg = "service unavailable, try again"
-	case codes.DeadlineExceeded:
-		msg = "deadline exceeded"
-	case codes.Unknown, codes.Internal, codes.DataLoss:
-		msg = "internal error"
-	default:
-		return err
-	}
-
-	g.logger.Warn("backend call failed", zap.String("method", method),
-		zap.String("path", path), zap.Stringer("code", st.Code()),
-		zap.String("detail", st.Message()))
-
-	return status.Error(st.Code(), msg)
-}
-
-// handleRoutingError answers unknown routes with 404 and known routes called
-// with another HTTP method with 405, both as JSON statuses.
-func (g *Gateway) handleRoutingError(
-	ctx context.Context,
-	mux *runtime.ServeMux,
-	m runtime.Marshaler,
-	w http.ResponseWriter,
-	r *http.Request,
-	httpStatus int,
-) {
-	code := codes.InvalidArgument
-	switch httpStatus {
-	case http.StatusNotFound:
-		code = codes.NotFound
-	case http.StatusMethodNotAllowed:
-		code = codes.Unimplemented
-	}
-
-	err := &runtime.HTTPStatusError{
-		HTTPStatus: httpStatus,
-		Err:        status.Error(code, http.StatusText(httpStatus)),
-	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

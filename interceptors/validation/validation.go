@@ -12,12 +12,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"buf.build/go/protovalidate"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -177,6 +179,13 @@ func (v *Validator) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 
 // StreamClientInterceptor validates every message sent on a client stream
 // before it leaves the process.
+//
+// For a server-streaming call (one request, many responses) the stream is
+// opened only once its single request has passed validation, so an invalid
+// request costs no backend hop at all: no connection pick, no headers sent,
+// no handler started. Client- and bidi-streaming calls open the stream at
+// once (their first message may come much later) and validate each message
+// at SendMsg; a refused message ends the call.
 func (v *Validator) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(
 		ctx context.Context,
@@ -186,17 +195,29 @@ func (v *Validator) StreamClientInterceptor() grpc.StreamClientInterceptor {
 		streamer grpc.Streamer,
 		opts ...grpc.CallOption,
 	) (grpc.ClientStream, error) {
-		// The stream is open once streamer returns, before any message can
-		// be checked; a refused message must end it, or the call (and its
-		// server-side handler) would live on until the caller's ctx ends.
-		ctx, cancel := context.WithCancel(ctx)
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			cancel()
-			return nil, err
+		open := func() (*validatingClientStream, error) {
+			// The stream's own context lets a refused message or the end of
+			// the call release it without waiting for the caller's ctx.
+			sctx, cancel := context.WithCancel(ctx)
+			cs, err := streamer(sctx, desc, cc, method, opts...)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+
+			return &validatingClientStream{ClientStream: cs, v: v, method: method, cancel: cancel}, nil
 		}
 
-		return &validatingClientStream{ClientStream: cs, v: v, method: method, cancel: cancel}, nil
+		if desc.ClientStreams {
+			cs, err := open()
+			if err != nil {
+				// A nil *validatingClientStream would make a non-nil interface.
+				return nil, err
+			}
+			return cs, nil
+		}
+
+		return &deferredClientStream{ctx: ctx, v: v, method: method, open: open}, nil
 	}
 }
 
@@ -224,4 +245,118 @@ func (s *validatingClientStream) RecvMsg(m any) error {
 	}
 
 	return err
+}
+
+// errNotStarted answers calls on a deferred stream whose request was never
+// sent; it only surfaces when a caller ignores the error of SendMsg.
+var errNotStarted = status.Error(codes.FailedPrecondition, "stream was not started")
+
+// deferredClientStream stands in for a server-streaming call until its one
+// request has been validated; only then is the real stream opened. It is
+// safe for the concurrent use grpc.ClientStream allows (one goroutine
+// sending while another receives).
+type deferredClientStream struct {
+	ctx    context.Context
+	v      *Validator
+	method string
+	open   func() (*validatingClientStream, error)
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	stream *validatingClientStream // nil until a valid request opened it
+	err    error                   // why the stream was never opened
+}
+
+// started returns the real stream, or nil and the reason there is none.
+func (s *deferredClientStream) started() (*validatingClientStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if s.stream != nil {
+		return s.stream, nil
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+
+	return nil, errNotStarted
+}
+
+// SendMsg validates m and, when it passes, opens the stream and sends it.
+// A refused or failed first message is remembered and returned again by
+// every later call.
+func (s *deferredClientStream) SendMsg(m any) error {
+	s.mu.Lock()
+	if s.stream != nil || s.err != nil {
+		stream, err := s.stream, s.err
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return stream.SendMsg(m)
+	}
+
+	if err := s.v.Check(s.method, m); err != nil {
+		s.err = err
+		s.mu.Unlock()
+		return err
+	}
+
+	stream, err := s.open()
+	if err != nil {
+		s.err = err
+		s.mu.Unlock()
+		return err
+	}
+	s.stream = stream
+	s.mu.Unlock()
+
+	return stream.ClientStream.SendMsg(m)
+}
+
+func (s *deferredClientStream) RecvMsg(m any) error {
+	stream, err := s.started()
+	if err != nil {
+		return err
+	}
+
+	return stream.RecvMsg(m)
+}
+
+func (s *deferredClientStream) Header() (metadata.MD, error) {
+	stream, err := s.started()
+	if err != nil {
+		return nil, err
+	}
+
+	return stream.Header()
+}
+
+func (s *deferredClientStream) Trailer() metadata.MD {
+	stream, err := s.started()
+	if err != nil {
+		return nil
+	}
+
+	return stream.Trailer()
+}
+
+// CloseSend closes the send direction of an open stream; before the stream
+// is open there is nothing to close.
+func (s *deferredClientStream) CloseSend() error {
+	stream, err := s.started()
+	if err != nil {
+		return nil
+	}
+
+	return stream.CloseSend()
+}
+
+func (s *deferredClientStream) Context() context.Context {
+	stream, err := s.started()
+	if err != nil {
+		return s.ctx
+	}
+
+	return stream.Context()
 }

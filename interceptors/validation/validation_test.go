@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -278,10 +279,12 @@ func TestStreamServerInterceptor(t *testing.T) {
 
 // fakeClientStream records the messages sent through it.
 type fakeClientStream struct {
-	grpc.ClientStream // nil: only SendMsg and RecvMsg are used
+	grpc.ClientStream // nil: only the methods below are used
 
 	sent    []any
 	recvErr error
+	header  metadata.MD
+	closed  bool
 }
 
 func (f *fakeClientStream) SendMsg(m any) error {
@@ -291,86 +294,213 @@ func (f *fakeClientStream) SendMsg(m any) error {
 
 func (f *fakeClientStream) RecvMsg(any) error { return f.recvErr }
 
+func (f *fakeClientStream) Header() (metadata.MD, error) { return f.header, nil }
+
+func (f *fakeClientStream) CloseSend() error {
+	f.closed = true
+	return nil
+}
+
+// streamProbe is a fake streamer that counts how often a stream is opened.
+type streamProbe struct {
+	fake   *fakeClientStream
+	opened int
+	ctx    context.Context // the context the last stream was opened with
+	err    error           // returned instead of a stream when set
+}
+
+func (p *streamProbe) streamer(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn,
+	_ string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	p.opened++
+	p.ctx = ctx
+	if p.err != nil {
+		return nil, p.err
+	}
+
+	return p.fake, nil
+}
+
 func TestStreamClientInterceptor(t *testing.T) {
+	interceptor := newValidator(t).StreamClientInterceptor()
+	const method = "/gatehouse.orders.v1.OrderService/WatchOrder"
+	serverStreaming := &grpc.StreamDesc{StreamName: "WatchOrder", ServerStreams: true}
+	clientStreaming := &grpc.StreamDesc{StreamName: "Upload", ClientStreams: true}
+	valid := &ordersv1.WatchOrderRequest{Id: validUUID}
+	invalid := &ordersv1.WatchOrderRequest{Id: "nope"}
+	transportErr := status.Error(codes.Unavailable, "no backend")
+
+	tests := []struct {
+		name        string
+		desc        *grpc.StreamDesc
+		streamerErr error
+		msg         any
+		// wantOpenErr is the error the interceptor itself returns.
+		wantOpenErr error
+		// wantOpened is how many streams were opened once SendMsg returned.
+		wantOpened int
+		wantSent   int
+		wantCode   codes.Code
+		wantFields []string
+		wantErr    error // when set, the exact error SendMsg returns
+	}{
+		{name: "server streaming: valid request opens the stream",
+			desc: serverStreaming, msg: valid, wantOpened: 1, wantSent: 1},
+		{name: "server streaming: invalid request never opens it",
+			desc: serverStreaming, msg: invalid,
+			wantCode: codes.InvalidArgument, wantFields: []string{"id"}},
+		{name: "server streaming: non-protobuf request never opens it",
+			desc: serverStreaming, msg: notProto{ID: "x"}, wantCode: codes.Internal},
+		{name: "server streaming: open error comes back from SendMsg",
+			desc: serverStreaming, streamerErr: transportErr, msg: valid,
+			wantOpened: 1, wantErr: transportErr},
+		{name: "client streaming: valid message is sent",
+			desc: clientStreaming, msg: valid, wantOpened: 1, wantSent: 1},
+		{name: "client streaming: invalid message is refused before sending",
+			desc: clientStreaming, msg: invalid, wantOpened: 1,
+			wantCode: codes.InvalidArgument, wantFields: []string{"id"}},
+		{name: "client streaming: open error passes unchanged",
+			desc: clientStreaming, streamerErr: transportErr, wantOpenErr: transportErr,
+			wantOpened: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			probe := &streamProbe{fake: &fakeClientStream{recvErr: io.EOF}, err: tc.streamerErr}
+
+			cs, err := interceptor(t.Context(), tc.desc, nil, method, probe.streamer)
+			if tc.wantOpenErr != nil {
+				if !errors.Is(err, tc.wantOpenErr) || cs != nil {
+					t.Fatalf("interceptor = %v, %v; want nil, %v", cs, err, tc.wantOpenErr)
+				}
+				if probe.opened != tc.wantOpened {
+					t.Errorf("streams opened: %d, want %d", probe.opened, tc.wantOpened)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("interceptor: %v", err)
+			}
+
+			err = cs.SendMsg(tc.msg)
+			if probe.opened != tc.wantOpened {
+				t.Errorf("streams opened: %d, want %d", probe.opened, tc.wantOpened)
+			}
+			if len(probe.fake.sent) != tc.wantSent {
+				t.Errorf("messages sent: %v, want %d", probe.fake.sent, tc.wantSent)
+			}
+
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("SendMsg = %v, want %v", err, tc.wantErr)
+				}
+			case tc.wantCode == codes.OK:
+				if err != nil {
+					t.Fatalf("SendMsg: %v", err)
+				}
+			default:
+				if got := status.Code(err); got != tc.wantCode {
+					t.Fatalf("SendMsg code = %v (%v), want %v", got, err, tc.wantCode)
+				}
+				if tc.wantFields != nil {
+					checkRefusal(t, err, tc.wantFields)
+				}
+			}
+
+			// Whatever happened, the caller's context is never cancelled by
+			// the interceptor, and an opened stream's is released.
+			if t.Context().Err() != nil {
+				t.Error("the interceptor cancelled the caller's context")
+			}
+			if probe.ctx != nil && err != nil && probe.ctx.Err() == nil {
+				t.Error("stream context still live after a refusal")
+			}
+		})
+	}
+}
+
+// TestDeferredStreamLifecycle follows a server-streaming call through the
+// methods the generated client and grpc-gateway call after SendMsg.
+func TestDeferredStreamLifecycle(t *testing.T) {
 	interceptor := newValidator(t).StreamClientInterceptor()
 	desc := &grpc.StreamDesc{StreamName: "WatchOrder", ServerStreams: true}
 	const method = "/gatehouse.orders.v1.OrderService/WatchOrder"
 
-	newStream := func(t *testing.T) (grpc.ClientStream, *fakeClientStream, context.Context) {
-		t.Helper()
-
-		fake := &fakeClientStream{recvErr: io.EOF}
-		var streamCtx context.Context
-		streamer := func(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn,
-			_ string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
-			streamCtx = ctx
-			return fake, nil
-		}
-		cs, err := interceptor(t.Context(), desc, nil, method, streamer)
+	t.Run("valid call", func(t *testing.T) {
+		probe := &streamProbe{fake: &fakeClientStream{
+			recvErr: io.EOF, header: metadata.Pairs("x-k", "v")}}
+		cs, err := interceptor(t.Context(), desc, nil, method, probe.streamer)
 		if err != nil {
 			t.Fatalf("interceptor: %v", err)
 		}
-
-		return cs, fake, streamCtx
-	}
-
-	t.Run("valid message is sent", func(t *testing.T) {
-		cs, fake, ctx := newStream(t)
-		req := &ordersv1.WatchOrderRequest{Id: validUUID}
-		if err := cs.SendMsg(req); err != nil {
+		if probe.opened != 0 {
+			t.Fatalf("stream opened before its request was seen")
+		}
+		if cs.Context() != t.Context() {
+			t.Error("Context before the request is not the caller's context")
+		}
+		if err := cs.SendMsg(&ordersv1.WatchOrderRequest{Id: validUUID}); err != nil {
 			t.Fatalf("SendMsg: %v", err)
 		}
-		if len(fake.sent) != 1 || fake.sent[0] != req {
-			t.Fatalf("stream sent %v, want the request once", fake.sent)
+		if err := cs.CloseSend(); err != nil || !probe.fake.closed {
+			t.Fatalf("CloseSend = %v, closed %v; want nil, true", err, probe.fake.closed)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("stream context ended after a valid send: %v", ctx.Err())
+		md, err := cs.Header()
+		if err != nil || md.Get("x-k")[0] != "v" {
+			t.Fatalf("Header = %v, %v; want the stream's header", md, err)
 		}
-		// Once the call is over its context is released.
+		if probe.ctx.Err() != nil {
+			t.Fatal("stream context ended while the call is live")
+		}
 		if err := cs.RecvMsg(&ordersv1.WatchOrderResponse{}); !errors.Is(err, io.EOF) {
 			t.Fatalf("RecvMsg = %v, want io.EOF", err)
 		}
-		if ctx.Err() == nil {
+		if probe.ctx.Err() == nil {
 			t.Error("stream context still live after the call ended")
 		}
 	})
 
-	t.Run("invalid message is refused before sending", func(t *testing.T) {
-		cs, fake, ctx := newStream(t)
-		err := cs.SendMsg(&ordersv1.WatchOrderRequest{Id: "nope"})
-		checkRefusal(t, err, []string{"id"})
-		if len(fake.sent) != 0 {
-			t.Errorf("stream sent %v despite the refusal", fake.sent)
+	t.Run("refused call", func(t *testing.T) {
+		probe := &streamProbe{fake: &fakeClientStream{recvErr: io.EOF}}
+		cs, err := interceptor(t.Context(), desc, nil, method, probe.streamer)
+		if err != nil {
+			t.Fatalf("interceptor: %v", err)
 		}
-		// The refused call must end, not wait for the caller's context.
-		if ctx.Err() == nil {
-			t.Error("stream context still live after the refusal")
+		sendErr := cs.SendMsg(&ordersv1.WatchOrderRequest{Id: "nope"})
+		checkRefusal(t, sendErr, []string{"id"})
+
+		// Every later call reports the same refusal and opens nothing.
+		if err := cs.SendMsg(&ordersv1.WatchOrderRequest{Id: validUUID}); !errors.Is(err, sendErr) {
+			t.Errorf("second SendMsg = %v, want the first refusal", err)
 		}
-		if t.Context().Err() != nil {
-			t.Error("the refusal cancelled the caller's context")
+		if _, err := cs.Header(); !errors.Is(err, sendErr) {
+			t.Errorf("Header error = %v, want the refusal", err)
+		}
+		if err := cs.RecvMsg(&ordersv1.WatchOrderResponse{}); !errors.Is(err, sendErr) {
+			t.Errorf("RecvMsg = %v, want the refusal", err)
+		}
+		if err := cs.CloseSend(); err != nil {
+			t.Errorf("CloseSend = %v, want nil", err)
+		}
+		if md := cs.Trailer(); md != nil {
+			t.Errorf("Trailer = %v, want nil", md)
+		}
+		if probe.opened != 0 {
+			t.Errorf("a refused call opened %d streams", probe.opened)
 		}
 	})
 
-	t.Run("not a protobuf message", func(t *testing.T) {
-		cs, fake, _ := newStream(t)
-		err := cs.SendMsg(notProto{ID: "x"})
-		if status.Code(err) != codes.Internal {
-			t.Fatalf("SendMsg(non-proto) = %v, want Internal", err)
+	t.Run("receive before send", func(t *testing.T) {
+		probe := &streamProbe{fake: &fakeClientStream{recvErr: io.EOF}}
+		cs, err := interceptor(t.Context(), desc, nil, method, probe.streamer)
+		if err != nil {
+			t.Fatalf("interceptor: %v", err)
 		}
-		if len(fake.sent) != 0 {
-			t.Errorf("stream sent %v", fake.sent)
+		err = cs.RecvMsg(&ordersv1.WatchOrderResponse{})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("RecvMsg before SendMsg = %v, want FailedPrecondition", err)
 		}
-	})
-
-	t.Run("streamer error passes unchanged", func(t *testing.T) {
-		want := status.Error(codes.Unavailable, "no backend")
-		streamer := func(context.Context, *grpc.StreamDesc, *grpc.ClientConn,
-			string, ...grpc.CallOption) (grpc.ClientStream, error) {
-			return nil, want
-		}
-		cs, err := interceptor(t.Context(), desc, nil, method, streamer)
-		if !errors.Is(err, want) || cs != nil {
-			t.Fatalf("interceptor = %v, %v; want nil, %v", cs, err, want)
+		if probe.opened != 0 {
+			t.Errorf("stream opened by RecvMsg")
 		}
 	})
 }
@@ -479,12 +609,11 @@ type fakeOrders struct {
 func TestClientInterceptorsOverGRPC(t *testing.T) {
 	v := newValidator(t)
 
-	streamEnded := make(chan error, 10)
+	var streamsStarted atomic.Int32
 	gs := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream,
 		_ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		err := handler(srv, ss)
-		streamEnded <- err
-		return err
+		streamsStarted.Add(1)
+		return handler(srv, ss)
 	}))
 	cat := &fakeCatalog{}
 	catalogv1.RegisterCatalogServiceServer(gs, cat)
@@ -526,20 +655,27 @@ func TestClientInterceptorsOverGRPC(t *testing.T) {
 		t.Errorf("server saw %d GetProduct calls, want only the valid one", n)
 	}
 
-	// A refused server-streaming call must not leave its stream open on the
-	// server until the caller's context ends (ctx here stays live).
-	stream, err := ordersv1.NewOrderServiceClient(conn).WatchOrder(ctx,
-		&ordersv1.WatchOrderRequest{Id: "not-a-uuid"})
+	// A refused server-streaming call must not reach the server at all.
+	orders := ordersv1.NewOrderServiceClient(conn)
+	stream, err := orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{Id: "not-a-uuid"})
 	if err == nil {
 		t.Fatalf("WatchOrder with a bad id = %v, nil; want a refusal", stream)
 	}
 	checkRefusal(t, err, []string{"id"})
-	select {
-	case err := <-streamEnded:
-		if status.Code(err) != codes.Canceled {
-			t.Errorf("server-side stream ended with %v, want Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the refused stream is still open on the server after 5s")
+
+	// A valid one does (fakeOrders answers Unimplemented).
+	stream, err = orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{Id: validUUID})
+	if err != nil {
+		t.Fatalf("valid WatchOrder: %v", err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("valid WatchOrder Recv = %v, want Unimplemented from the server", err)
+	}
+
+	// GracefulStop returns once every stream the server accepted has been
+	// handled, so the count below is final.
+	gs.GracefulStop()
+	if n := streamsStarted.Load(); n != 1 {
+		t.Errorf("server started %d streams, want 1 (the valid call only)", n)
 	}
 }
