@@ -1,6 +1,8 @@
 // Package e2e runs the platform as real processes (a Consul dev agent, two
 // catalog instances, orders and the gateway, all on 127.0.0.1) and drives
-// every REST route through a real HTTP client.
+// every REST route through a real HTTP client. Every gRPC hop, Consul's
+// health checks included, is mutual TLS with certificates from a
+// development PKI in a temporary directory.
 package e2e
 
 import (
@@ -41,6 +43,7 @@ func startStack(t *testing.T) *devstack.Stack {
 		Catalogs:     2,
 		StepInterval: 100 * time.Millisecond,
 		Output:       out,
+		CertDir:      t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
@@ -126,6 +129,10 @@ func TestPlatform(t *testing.T) {
 				checkRegistration(t, svc, e)
 			}
 		}
+	})
+
+	t.Run("every internal hop is mutual TLS", func(t *testing.T) {
+		checkMutualTLS(t, stack)
 	})
 
 	t.Run("operational endpoints", func(t *testing.T) {

@@ -1,5 +1,6 @@
-// Command catalog runs one instance of the catalog service: gRPC on a
-// loopback port, registered in Consul with a gRPC health check.
+// Command catalog runs one instance of the catalog service: gRPC over mutual
+// TLS on a loopback port, registered in Consul with a gRPC health check that
+// Consul runs over mutual TLS as well.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/certflags"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
 	"github.com/gatehouse-dev/gatehouse/services/host"
@@ -31,13 +33,17 @@ func main() {
 
 func run() error {
 	var (
-		logFlags logconfig.Flags
-		listen   = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
-		consul   = flag.String("consul", api.DefaultConfig().Address,
+		logFlags  logconfig.Flags
+		certFlags certflags.Flags
+		authFlags certflags.Auth
+		listen    = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
+		consul    = flag.String("consul", api.DefaultConfig().Address,
 			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
 		drain = flag.Duration("drain-timeout", 10*time.Second, "longest wait for calls at shutdown")
 	)
 	logFlags.Register(flag.CommandLine)
+	certFlags.Register(flag.CommandLine)
+	authFlags.Register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := logFlags.Build("catalog")
@@ -45,6 +51,12 @@ func run() error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+
+	certs, err := certFlags.Source("catalog", logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = certs.Close() }()
 
 	client, err := api.NewClient(&api.Config{Address: *consul})
 	if err != nil {
@@ -61,12 +73,17 @@ func run() error {
 	}
 
 	h, err := host.New(host.Config{
-		Service:      "catalog",
-		ListenAddr:   *listen,
-		Version:      version,
-		Consul:       client,
-		DrainTimeout: *drain,
-		Logger:       logger,
+		Service:           "catalog",
+		ListenAddr:        *listen,
+		Version:           version,
+		Consul:            client,
+		DrainTimeout:      *drain,
+		Logger:            logger,
+		Certificates:      certs,
+		TrustDomain:       certFlags.TrustDomain,
+		KnownServices:     authFlags.KnownServices,
+		ReflectionCallers: authFlags.ReflectionCallers,
+		AuthDryRun:        authFlags.DryRun,
 	})
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 // Command gatehouse-dev runs the whole platform locally for `make run`: a
 // Consul dev agent, two catalog instances, one orders instance and the
-// gateway, all on 127.0.0.1. It prints how to call the API and, on Ctrl-C,
-// stops everything: instances deregister, the agent stops, nothing stays.
+// gateway, all on 127.0.0.1, every gRPC hop over mutual TLS with
+// certificates from a development PKI it keeps in .run/certs. It prints how
+// to call the API and, on Ctrl-C, stops everything: instances deregister,
+// the agent stops, nothing stays.
 package main
 
 import (
@@ -14,8 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/devstack"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
+	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
 func main() {
@@ -36,6 +40,10 @@ func run() error {
 		timeout   = flag.Duration("ready-timeout", 60*time.Second,
 			"longest wait for everything to be healthy")
 		consulLog = flag.String("consul-log", ".run/consul.log", "file for the Consul agent's output")
+		certDir   = flag.String("cert-dir", pki.DefaultDir,
+			"development PKI folder; missing or expiring certificates are created")
+		trustDomain = flag.String("trust-domain", identity.DefaultTrustDomain,
+			"trust domain of every identity")
 	)
 	logFlags.Register(flag.CommandLine)
 	flag.Set("log-format", "console") //nolint:errcheck // a known flag; cannot fail
@@ -72,12 +80,15 @@ func run() error {
 		Output:       os.Stdout,
 		ConsulOutput: consulOut,
 		Logger:       logger,
+		CertDir:      *certDir,
+		TrustDomain:  *trustDomain,
 	})
 	if err != nil {
 		return err
 	}
 
 	printBanner(stack, *consulLog)
+	fmt.Printf("Every gRPC hop is mutual TLS; certificates are in %s.\n", stack.CertDir)
 	<-ctx.Done()
 
 	fmt.Println("\nStopping: services deregister, then the Consul agent stops...")

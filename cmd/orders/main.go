@@ -1,5 +1,6 @@
 // Command orders runs one instance of the orders service. It finds catalog
-// instances through Consul and reserves stock on them over gRPC.
+// instances through Consul and reserves stock on them over gRPC with mutual
+// TLS, accepting only servers that prove the catalog identity.
 package main
 
 import (
@@ -14,13 +15,14 @@ import (
 	"github.com/gatehouse-dev/gatehouse/discovery"
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/certflags"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
+	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/gatehouse-dev/gatehouse/services/host"
 	"github.com/gatehouse-dev/gatehouse/services/orders"
 	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -35,15 +37,19 @@ func main() {
 
 func run() error {
 	var (
-		logFlags logconfig.Flags
-		listen   = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
-		consul   = flag.String("consul", api.DefaultConfig().Address,
+		logFlags  logconfig.Flags
+		certFlags certflags.Flags
+		authFlags certflags.Auth
+		listen    = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
+		consul    = flag.String("consul", api.DefaultConfig().Address,
 			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
 		drain  = flag.Duration("drain-timeout", 10*time.Second, "longest wait for calls at shutdown")
 		step   = flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
 		callTO = flag.Duration("catalog-timeout", 5*time.Second, "deadline of each call to catalog")
 	)
 	logFlags.Register(flag.CommandLine)
+	certFlags.Register(flag.CommandLine)
+	authFlags.Register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := logFlags.Build("orders")
@@ -52,17 +58,32 @@ func run() error {
 	}
 	defer func() { _ = logger.Sync() }()
 
+	certs, err := certFlags.Source("orders", logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = certs.Close() }()
+
+	catalogID, err := certFlags.ID("catalog")
+	if err != nil {
+		return err
+	}
+	catalogCreds, err := mtls.NewClientCredentials(certs, catalogID, mtls.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+
 	client, err := api.NewClient(&api.Config{Address: *consul})
 	if err != nil {
 		return fmt.Errorf("consul client for %q: %w", *consul, err)
 	}
 
-	// Limitation: the hop to catalog is plaintext gRPC on loopback until the
-	// mutual TLS work lands.
+	// Catalog instances are dialed by the IP Consul returns; the credentials
+	// accept only a server whose certificate carries the catalog identity.
 	conn, err := grpc.NewClient(discovery.Target("catalog"),
 		grpc.WithResolvers(discovery.NewResolverBuilder(client, discovery.WithLogger(logger))),
 		grpc.WithDefaultServiceConfig(discovery.ServiceConfig),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(catalogCreds),
 		grpc.WithChainUnaryInterceptor(defaultDeadline(*callTO)),
 	)
 	if err != nil {
@@ -78,12 +99,17 @@ func run() error {
 	defer svc.Close()
 
 	h, err := host.New(host.Config{
-		Service:      "orders",
-		ListenAddr:   *listen,
-		Version:      version,
-		Consul:       client,
-		DrainTimeout: *drain,
-		Logger:       logger,
+		Service:           "orders",
+		ListenAddr:        *listen,
+		Version:           version,
+		Consul:            client,
+		DrainTimeout:      *drain,
+		Logger:            logger,
+		Certificates:      certs,
+		TrustDomain:       certFlags.TrustDomain,
+		KnownServices:     authFlags.KnownServices,
+		ReflectionCallers: authFlags.ReflectionCallers,
+		AuthDryRun:        authFlags.DryRun,
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,11 @@
 // processes: a Consul dev agent, catalog instances, one orders instance and
 // the gateway. `make run` (cmd/gatehouse-dev) and the end-to-end tests use
 // it, so what the tests exercise is what a developer runs.
+//
+// Every gRPC hop is mutual TLS: Start first makes sure a development PKI
+// (see package pki) holds a CA and a certificate for each service and for
+// Consul's agent, which presents the "consul" identity for its gRPC health
+// checks.
 package devstack
 
 import (
@@ -19,7 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/consulagent"
+	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
 )
@@ -45,7 +52,18 @@ type Config struct {
 	ConsulOutput io.Writer
 	// Logger records what the stack does; nil means no logging.
 	Logger *zap.Logger
+	// CertDir holds the development PKI (layout of pki.Dir); what is missing
+	// or expiring is created there. Empty means a temporary directory that
+	// Stop removes.
+	CertDir string
+	// TrustDomain is the trust domain of every identity; empty means
+	// identity.DefaultTrustDomain.
+	TrustDomain string
 }
+
+// pkiServices are the identities the stack needs: its three services and
+// Consul's agent.
+var pkiServices = []string{"catalog", "orders", "gateway", "consul"}
 
 func (c *Config) setDefaults() {
 	if c.GatewayAddr == "" {
@@ -69,6 +87,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = identity.DefaultTrustDomain
+	}
 }
 
 // Validate reports the first problem with c.
@@ -81,6 +102,9 @@ func (c *Config) Validate() error {
 	if c.Catalogs < 1 {
 		return fmt.Errorf("devstack: need at least one catalog instance, got %d", c.Catalogs)
 	}
+	if err := identity.ValidateTrustDomain(c.TrustDomain); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
 
 	return nil
 }
@@ -92,6 +116,11 @@ type Stack struct {
 	Consul *consulagent.Agent
 	// GatewayURL is the base URL of the gateway, e.g. http://127.0.0.1:8080.
 	GatewayURL string
+	// CertDir holds the stack's development PKI.
+	CertDir string
+
+	// tempCertDir is set when Start created CertDir and Stop removes it.
+	tempCertDir bool
 
 	mu    sync.Mutex
 	procs []*Process
@@ -105,15 +134,24 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
+	certDir, temp, err := preparePKI(cfg)
+	if err != nil {
+		return nil, err
+	}
+
 	agent, err := consulagent.Start(ctx, consulagent.Config{
 		Bin:       cfg.ConsulBin,
 		Logger:    cfg.Logger,
 		LogOutput: newPrefixWriter(cfg.ConsulOutput, "consul"),
+		ExtraHCL:  consulTLS(pki.Dir(certDir)),
 	})
 	if err != nil {
+		if temp {
+			_ = os.RemoveAll(certDir)
+		}
 		return nil, err
 	}
-	s := &Stack{cfg: cfg, Consul: agent}
+	s := &Stack{cfg: cfg, Consul: agent, CertDir: certDir, tempCertDir: temp}
 
 	gwAddr, err := resolvePort(cfg.GatewayAddr)
 	if err != nil {
@@ -157,6 +195,8 @@ func (s *Stack) StartProcess(name, binary string, args ...string) (*Process, err
 	argv := append([]string{
 		"-consul", s.Consul.HTTPAddr(),
 		"-log-format", s.cfg.LogFormat,
+		"-cert-dir", s.CertDir,
+		"-trust-domain", s.cfg.TrustDomain,
 	}, args...)
 
 	cmd := exec.Command(filepath.Join(s.cfg.BinDir, binary), argv...)
@@ -292,6 +332,11 @@ func (s *Stack) Stop() error {
 	if s.Consul != nil {
 		if err := s.Consul.Stop(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.tempCertDir {
+		if err := os.RemoveAll(s.CertDir); err != nil {
+			errs = append(errs, fmt.Errorf("devstack: remove %s: %w", s.CertDir, err))
 		}
 	}
 

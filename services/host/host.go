@@ -1,8 +1,13 @@
 // Package host runs one gRPC service instance the Gatehouse way: a listener
-// on a loopback or private address, the standard interceptor chain, the
+// on a loopback or private address that speaks mutual TLS only, the
+// standard interceptor chain (with per-method caller authorization), the
 // grpc.health.v1 service, server reflection, registration in Consul with a
-// gRPC health check, and an orderly shutdown (NOT_SERVING, deregister,
-// drain). cmd/catalog and cmd/orders are thin wrappers around it.
+// gRPC health check over mutual TLS, and an orderly shutdown (NOT_SERVING,
+// deregister, drain). cmd/catalog and cmd/orders are thin wrappers around
+// it.
+//
+// The instance is not ready until its first certificate is loaded: until
+// then it reports NOT_SERVING and is not registered in Consul.
 package host
 
 import (
@@ -14,8 +19,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/certsource"
 	"github.com/gatehouse-dev/gatehouse/discovery"
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/interceptors/peerauth"
 	"github.com/gatehouse-dev/gatehouse/interceptors/validation"
+	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
@@ -47,6 +56,22 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger is the instance's logger; nil means no logging.
 	Logger *zap.Logger
+	// Certificates is the instance's certificate, key and trusted CAs, kept
+	// current from files. Required: there is no plaintext listener. Its
+	// identity must be Service in TrustDomain. The caller closes it after
+	// Run returns.
+	Certificates *certsource.Source
+	// TrustDomain is the trust domain of this instance and of every caller;
+	// empty means identity.DefaultTrustDomain.
+	TrustDomain string
+	// KnownServices are the service names the access policy may name; nil
+	// means policy.DefaultServices.
+	KnownServices []string
+	// ReflectionCallers may call server reflection; nil means nobody.
+	ReflectionCallers []string
+	// AuthDryRun logs calls the access policy would deny instead of
+	// denying them. Callers without a verified identity are refused anyway.
+	AuthDryRun bool
 }
 
 // Validate reports the first problem with c.
@@ -58,6 +83,18 @@ func (c *Config) Validate() error {
 		return errors.New("host: listen address is empty")
 	case c.DrainTimeout < 0:
 		return errors.New("host: negative drain timeout")
+	case c.Certificates == nil:
+		return errors.New("host: certificate source is required; there is no plaintext mode")
+	}
+
+	if err := identity.ValidateService(c.Service); err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+
+	if c.TrustDomain != "" {
+		if err := identity.ValidateTrustDomain(c.TrustDomain); err != nil {
+			return fmt.Errorf("host: %w", err)
+		}
 	}
 
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
@@ -77,6 +114,8 @@ type Host struct {
 	server   *grpc.Server
 	health   *health.Server
 	services []string
+	// policy is loaded by Run, before the server accepts connections.
+	policy servedPolicy
 	// registrar is set by Run once the instance is registered.
 	registrar *discovery.Registrar
 }
@@ -94,10 +133,18 @@ func New(cfg Config) (*Host, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = identity.DefaultTrustDomain
+	}
 
 	validator, err := validation.New(validation.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, err
+	}
+
+	creds, err := mtls.NewServerCredentials(cfg.Certificates, mtls.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("host: %w", err)
 	}
 
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
@@ -114,25 +161,42 @@ func New(cfg Config) (*Host, error) {
 		health: health.NewServer(),
 	}
 
+	authorizer, err := peerauth.New(&h.policy, peerauth.WithLogger(h.logger),
+		peerauth.WithTrustDomain(cfg.TrustDomain), peerauth.WithDryRun(cfg.AuthDryRun))
+	if err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("host: %w", err)
+	}
+
 	recoverOpt := recovery.WithRecoveryHandlerContext(h.recovered)
 
 	// Interceptor order, first = outermost: recovery turns a panic anywhere
 	// below into Internal; the instance header is set before any error so
-	// failures can be traced to an instance; validation refuses bad input
-	// before the handler runs.
+	// failures can be traced to an instance; peerauth refuses a caller
+	// without a verified identity (Unauthenticated) or not allowed for the
+	// method (PermissionDenied) before its request is even looked at;
+	// validation refuses bad input before the handler runs. The transport
+	// below all of them accepts mutual TLS only (see package mtls).
 	h.server = grpc.NewServer(
+		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recoverOpt),
 			h.unaryInstanceHeader,
+			authorizer.UnaryServerInterceptor(),
 			validator.UnaryServerInterceptor(),
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recoverOpt),
 			h.streamInstanceHeader,
+			authorizer.StreamServerInterceptor(),
 			validator.StreamServerInterceptor(),
 		),
 	)
+	// Not serving until Run has the access policy and a certificate.
+	h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(h.server, h.health)
+	// Reflection is registered but denied to every caller unless
+	// ReflectionCallers names some (see package policy).
 	reflection.Register(h.server)
 
 	return h, nil
@@ -147,11 +211,25 @@ func (h *Host) Addr() net.Addr { return h.lis.Addr() }
 // Server is the gRPC server to register services on before Run.
 func (h *Host) Server() *grpc.Server { return h.server }
 
-// Run marks every registered service SERVING, registers the instance in
-// Consul and serves until ctx is done. Then it shuts down in order: health
+// Run loads the access policy of the registered services (an error names
+// every method without a usable rule), waits for the first certificate,
+// marks every registered service SERVING, registers the instance in Consul
+// and serves until ctx is done. Then it shuts down in order: health
 // NOT_SERVING, deregistration, a drain bounded by DrainTimeout, and a hard
-// stop. It returns nil after an orderly shutdown.
+// stop. It returns nil after an orderly shutdown, also one that came before
+// the first certificate.
 func (h *Host) Run(ctx context.Context) error {
+	if err := h.loadPolicy(); err != nil {
+		_ = h.lis.Close()
+		return err
+	}
+
+	ready, err := h.waitCertificate(ctx)
+	if !ready || err != nil {
+		_ = h.lis.Close()
+		return err
+	}
+
 	for name := range h.server.GetServiceInfo() {
 		h.services = append(h.services, name)
 		h.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
@@ -193,6 +271,14 @@ func (h *Host) register(ctx context.Context) error {
 	ip, portStr, _ := net.SplitHostPort(h.lis.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 
+	// The check connects over mutual TLS: Consul's agent presents its own
+	// "consul" identity (allowed to call grpc.health.v1.Health only) and
+	// verifies this instance's DNS SAN.
+	id, err := identity.New(h.cfg.TrustDomain, h.cfg.Service)
+	if err != nil {
+		return fmt.Errorf("host: registration of %s: %w", h.id, err)
+	}
+
 	reg := discovery.Registration{
 		Service: h.cfg.Service,
 		ID:      h.id,
@@ -203,6 +289,8 @@ func (h *Host) register(ctx context.Context) error {
 			"version":       h.cfg.Version,
 			"grpc_services": strings.Join(h.services, ","),
 		},
+		CheckTLS:      true,
+		TLSServerName: id.DNSName(),
 	}
 	registrar, err := discovery.NewRegistrar(h.cfg.Consul, reg,
 		discovery.WithLogger(h.logger))
