@@ -19,7 +19,7 @@ GOOGLEAPIS_MOD    := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 
 PLUGINS := protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2
 BUF_TOOLS := $(BIN)/buf $(addprefix $(BIN)/,$(PLUGINS))
-BINARIES := catalog orders gateway gatehouse-dev gatehouse
+BINARIES := catalog orders gateway gatehouse-dev gatehouse devissuer
 
 # Packages whose tests start goroutines, servers or processes run under -race.
 RACE_PKGS := ./discovery/... ./interceptors/... ./services/... ./gateway/... ./internal/... \
@@ -104,3 +104,13 @@ run: consul build ## Start Consul, two catalogs, orders and the gateway; Ctrl-C 
 .PHONY: clean
 clean: ## Remove built tools, binaries and copied protos.
 	rm -rf $(BIN) $(DEPS) .run
+
+.PHONY: bench
+# Flags for bench/cmd/benchrun, e.g. BENCH_FLAGS="-rounds 5 -duration 15s".
+BENCH_FLAGS ?=
+bench: consul ## Gateway beside bare grpc-gateway and HAProxy (~20 min); updates docs/benchmarks.md.
+	bench/bench.sh -docs docs/benchmarks.md -profiles bench/profiles $(BENCH_FLAGS)
+
+.PHONY: bench-quick
+bench-quick: consul ## Quick subset of make bench (under 2 min); writes .run/bench/results.md.
+	bench/bench.sh -quick -command "make bench-quick" $(BENCH_FLAGS)

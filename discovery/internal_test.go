@@ -28,16 +28,13 @@ func TestNextIndex(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	r := &consulResolver{opts: options{
-		backoffBase: 100 * time.Millisecond,
-		backoffMax:  5 * time.Second,
-	}}
+	const base, maxDelay = 100 * time.Millisecond, 5 * time.Second
 
 	for failures := 1; failures <= 100; failures++ {
-		ceiling := min(r.opts.backoffBase<<min(failures-1, 20), r.opts.backoffMax)
+		ceiling := min(base<<min(failures-1, 20), maxDelay)
 
 		for range 20 {
-			d := r.backoff(failures)
+			d := backoffDelay(base, maxDelay, failures)
 			if d < ceiling/2 || d > ceiling {
 				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", failures, d, ceiling/2, ceiling)
 			}

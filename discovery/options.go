@@ -2,9 +2,12 @@
 // gRPC clients.
 //
 // A Registrar puts one service instance into the local Consul agent with a
-// gRPC health check (grpc.health.v1, overall server health). The resolver
-// built by NewResolverBuilder follows the passing instances of a service with
-// Consul blocking queries and hands them to gRPC as "ip:port" addresses:
+// gRPC health check (grpc.health.v1, overall server health), keeps it there
+// across agent restarts (Maintain), and at shutdown waits until Consul has
+// taken it out of rotation (WaitNotPassing) before removing it. The
+// resolver built by NewResolverBuilder follows the passing instances of a
+// service with Consul blocking queries and hands them to gRPC as "ip:port"
+// addresses, riding out Consul outages on the last known instances:
 //
 //	conn, err := grpc.NewClient(discovery.Target("greeter"),
 //		grpc.WithResolvers(discovery.NewResolverBuilder(consulClient)),
@@ -29,6 +32,11 @@ const (
 
 	// DefaultBackoffMax caps the retry delay after failed queries.
 	DefaultBackoffMax = 5 * time.Second
+
+	// DefaultMaxStaleness is how long a resolver serves its last known
+	// instances while Consul cannot be trusted before it reports the
+	// failure to gRPC; see WithMaxStaleness.
+	DefaultMaxStaleness = time.Minute
 )
 
 // Option configures a Registrar or a resolver builder. Options that do not
@@ -36,10 +44,11 @@ const (
 type Option func(*options)
 
 type options struct {
-	logger      *zap.Logger
-	waitTime    time.Duration
-	backoffBase time.Duration
-	backoffMax  time.Duration
+	logger       *zap.Logger
+	waitTime     time.Duration
+	backoffBase  time.Duration
+	backoffMax   time.Duration
+	maxStaleness time.Duration
 }
 
 // WithLogger sets the logger. The default is zap.NewNop(). A nil logger is
@@ -58,9 +67,10 @@ func WithWaitTime(d time.Duration) Option {
 	}
 }
 
-// WithBackoff sets the bounds of the resolver's exponential retry delay
-// after failed Consul queries. The defaults are DefaultBackoffBase and
-// DefaultBackoffMax.
+// WithBackoff sets the bounds of the exponential, jittered retry delay
+// after failed Consul requests: the resolver's queries, and the attempts of
+// Registrar.Maintain to register and to watch the registration. The
+// defaults are DefaultBackoffBase and DefaultBackoffMax.
 func WithBackoff(base, maxDelay time.Duration) Option {
 	return func(o *options) {
 		o.backoffBase = base
@@ -68,13 +78,25 @@ func WithBackoff(base, maxDelay time.Duration) Option {
 	}
 }
 
+// WithMaxStaleness sets how long a resolver keeps serving its last known
+// instances while Consul cannot be trusted (queries fail, or Consul came
+// back with a fresh state that lists no passing instance) before it
+// reports the failure to gRPC. The default is DefaultMaxStaleness. See
+// NewResolverBuilder for what gRPC does with the report.
+func WithMaxStaleness(d time.Duration) Option {
+	return func(o *options) {
+		o.maxStaleness = d
+	}
+}
+
 // newOptions applies opts over the defaults and validates the result.
 func newOptions(opts []Option) (options, error) {
 	o := options{
-		logger:      zap.NewNop(),
-		waitTime:    DefaultWaitTime,
-		backoffBase: DefaultBackoffBase,
-		backoffMax:  DefaultBackoffMax,
+		logger:       zap.NewNop(),
+		waitTime:     DefaultWaitTime,
+		backoffBase:  DefaultBackoffBase,
+		backoffMax:   DefaultBackoffMax,
+		maxStaleness: DefaultMaxStaleness,
 	}
 
 	for _, opt := range opts {
@@ -92,6 +114,10 @@ func newOptions(opts []Option) (options, error) {
 	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
 		return o, fmt.Errorf("backoff %v..%v must be positive and ordered",
 			o.backoffBase, o.backoffMax)
+	}
+
+	if o.maxStaleness <= 0 {
+		return o, fmt.Errorf("max staleness %v must be positive", o.maxStaleness)
 	}
 
 	return o, nil

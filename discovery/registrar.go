@@ -88,11 +88,13 @@ type Registration struct {
 	CheckTLS bool
 }
 
-// Registrar registers one service instance with the local Consul agent and
-// removes it again. It is safe for concurrent use.
+// Registrar registers one service instance with the local Consul agent,
+// keeps it registered (Maintain) and removes it again. It is safe for
+// concurrent use.
 type Registrar struct {
 	client *api.Client
 	reg    Registration
+	opts   options
 	logger *zap.Logger
 }
 
@@ -128,6 +130,7 @@ func NewRegistrar(client *api.Client, reg Registration, opts ...Option) (*Regist
 	r := &Registrar{
 		client: client,
 		reg:    reg,
+		opts:   o,
 		logger: o.logger.Named("discovery").With(
 			zap.String("service", reg.Service), zap.String("instance_id", reg.ID)),
 	}

@@ -3,8 +3,8 @@ package discovery
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -18,6 +18,15 @@ import (
 
 // Scheme is the gRPC target scheme served by the resolver builder.
 const Scheme = "consul"
+
+// minHoldWait is the shortest blocking time of a query while an empty
+// answer is held, so that a hold about to end does not spin.
+const minHoldWait = 100 * time.Millisecond
+
+// ErrStale is reported to gRPC, wrapped, for each failed Consul query once a
+// resolver's last known instances have gone unconfirmed for longer than the
+// maximum staleness (WithMaxStaleness).
+var ErrStale = errors.New("consul has not confirmed the instances for too long")
 
 // querySlack is added to the blocking query's wait time (plus the up to
 // wait/16 jitter Consul adds) to bound a single query, so that a Consul that
@@ -52,6 +61,15 @@ type builder struct {
 // that queries Consul through client. It is not registered globally; pass it
 // to grpc.NewClient with grpc.WithResolvers. It panics if client is nil or an
 // option is invalid, as both are programming errors.
+//
+// When Consul fails, each resolver keeps its last known instances, retries
+// with jittered exponential backoff (WithBackoff), logs the outage once and
+// resumes with a fresh, non-blocking query when Consul answers again. Once
+// the instances have gone unconfirmed for the maximum staleness
+// (WithMaxStaleness), every further failure is reported to gRPC as an
+// ErrStale. gRPC's balancers keep using connections that work after such a
+// report; calls that find no ready connection fail with it, so the error
+// says that discovery, not the instance, is the problem.
 func NewResolverBuilder(client *api.Client, opts ...Option) resolver.Builder {
 	if client == nil {
 		panic("discovery: NewResolverBuilder: consul client must not be nil")
@@ -132,83 +150,211 @@ func (r *consulResolver) Close() {
 	<-r.done
 }
 
+// watchState is what the watch loop carries from one query to the next.
+type watchState struct {
+	index  uint64
+	last   []instance // the set gRPC has
+	synced bool       // whether any set has been pushed yet
+
+	failures    int       // consecutive failed queries
+	outageStart time.Time // first failed query of the current outage
+
+	// resync is set by a failed query or an index that went backwards, and
+	// cleared by the first answer that is believed: Consul may have lost
+	// its state, and a restarted agent lists no instance until the
+	// instances register again.
+	resync bool
+	// staleSince is when the last pushed set stopped being confirmed by
+	// Consul; zero while it is current.
+	staleSince time.Time
+	// holding is whether an empty answer during a resync is being ignored.
+	holding bool
+	// reported is whether staleness was reported to gRPC since staleSince.
+	reported bool
+}
+
 // watch runs blocking queries until ctx is cancelled and pushes every change
 // of the passing set to gRPC.
 //
-// Policy for an empty passing set: it is pushed as an empty address list,
-// like any other answer. gRPC then fails RPCs fast with Unavailable (unless
-// they are wait-for-ready) instead of sending them to instances Consul knows
-// to be unhealthy, and recovers as soon as an instance passes again. Errors
-// talking to Consul are different: they say nothing about the instances, so
-// the last known set is kept.
+// Policy for an empty passing set: normally it is pushed as an empty
+// address list, like any other answer. gRPC then fails RPCs fast with
+// Unavailable (unless they are wait-for-ready) instead of sending them to
+// instances Consul knows to be unhealthy, and recovers as soon as an
+// instance passes again. The exception is an empty answer right after
+// Consul failed or its index went backwards: that is what a restarted
+// agent, which forgot every registration, says until the instances have
+// registered again, so the last known set is kept until Consul lists a
+// passing instance or the maximum staleness has passed.
+//
+// Errors talking to Consul say nothing about the instances, so the last
+// known set is kept; once it is older than the maximum staleness, each
+// failure is also reported to gRPC, wrapped in ErrStale.
 func (r *consulResolver) watch(ctx context.Context) {
 	defer close(r.done)
 
-	var (
-		index       uint64
-		last        []instance
-		synced      bool // whether any query has succeeded yet
-		failures    int  // consecutive failed queries
-		outageStart time.Time
-	)
+	var st watchState
 
 	for {
-		entries, meta, err := r.query(ctx, index)
+		entries, meta, err := r.query(ctx, st.index, r.waitTime(&st))
 		if ctx.Err() != nil {
 			return
 		}
 
 		if err != nil {
-			failures++
-			if failures == 1 {
-				outageStart = time.Now()
-			}
-
-			r.onQueryError(err, failures, synced)
-
-			// Consul may come back with fresh state and a lower index (a
-			// restarted dev agent, a new leader of a rebuilt cluster); a
-			// non-blocking first query after the outage finds out at once
-			// instead of blocking on an index that may never be reached.
-			index = 0
-
-			if !sleepCtx(ctx, r.backoff(failures)) {
+			if !sleepCtx(ctx, r.onFailure(&st, err)) {
 				return
 			}
 
 			continue
 		}
 
-		if failures > 0 {
-			r.logger.Info("consul answering again",
-				zap.Int("failed_queries", failures),
-				zap.Duration("outage", time.Since(outageStart)))
-
-			failures = 0
-		}
-
-		index = nextIndex(index, meta.LastIndex)
-
-		set := passingInstances(entries)
-		if synced && slices.Equal(set, last) {
-			continue
-		}
-
-		r.push(set)
-		last, synced = set, true
+		r.onAnswer(&st, entries, meta)
 	}
+}
+
+// waitTime is the blocking time of the next query: the configured one,
+// shortened while an empty answer is held so that the hold ends on time.
+func (r *consulResolver) waitTime(st *watchState) time.Duration {
+	if !st.holding {
+		return r.opts.waitTime
+	}
+
+	left := r.opts.maxStaleness - time.Since(st.staleSince)
+
+	return max(min(left, r.opts.waitTime), minHoldWait)
+}
+
+// onFailure records a failed query, logs an outage once, tells gRPC what it
+// must know, and returns the delay before the next query.
+func (r *consulResolver) onFailure(st *watchState, err error) time.Duration {
+	now := time.Now()
+
+	st.failures++
+	if st.failures == 1 {
+		st.outageStart = now
+		r.logger.Warn("consul query failed; keeping last known instances, retrying",
+			zap.Bool("had_answer", st.synced), zap.Error(err))
+	} else {
+		r.logger.Debug("consul query failed again",
+			zap.Int("failed_queries", st.failures), zap.Error(err))
+	}
+
+	// Consul may come back with fresh state and a lower index (a restarted
+	// dev agent, a new leader of a rebuilt cluster); a non-blocking first
+	// query after the outage finds out at once instead of blocking on an
+	// index that may never be reached.
+	st.index = 0
+	st.resync = true
+
+	if st.staleSince.IsZero() {
+		st.staleSince = now
+	}
+
+	switch {
+	case !st.synced:
+		// Nothing to fall back on: gRPC fails calls with this error.
+		r.cc.ReportError(err)
+	case now.Sub(st.staleSince) >= r.opts.maxStaleness:
+		r.reportStale(st, now, err)
+	}
+
+	return r.backoff(st.failures)
+}
+
+// reportStale tells gRPC that the set it has is older than the maximum
+// staleness, logging it once per episode.
+func (r *consulResolver) reportStale(st *watchState, now time.Time, cause error) {
+	age := now.Sub(st.staleSince)
+
+	if !st.reported {
+		st.reported = true
+		r.logger.Error("last known instances older than max staleness; reporting to grpc",
+			zap.Duration("age", age), zap.Duration("max_staleness", r.opts.maxStaleness),
+			zap.Error(cause))
+	}
+
+	r.cc.ReportError(fmt.Errorf("%w: service %q not confirmed by consul for %v: %w",
+		ErrStale, r.service, age.Round(time.Millisecond), cause))
+}
+
+// onAnswer handles a successful query: it follows the index, and pushes the
+// passing set to gRPC when it changed and is believed.
+func (r *consulResolver) onAnswer(
+	st *watchState, entries []*api.ServiceEntry, meta *api.QueryMeta,
+) {
+	now := time.Now()
+
+	if st.failures > 0 {
+		r.logger.Info("consul answering again",
+			zap.Int("failed_queries", st.failures),
+			zap.Duration("outage", now.Sub(st.outageStart)))
+
+		st.failures = 0
+	}
+
+	if meta.LastIndex < st.index {
+		r.logger.Info("consul index went backwards; starting over",
+			zap.Uint64("index", meta.LastIndex), zap.Uint64("previous", st.index))
+
+		st.resync = true
+		if st.staleSince.IsZero() {
+			st.staleSince = now
+		}
+	}
+
+	st.index = nextIndex(st.index, meta.LastIndex)
+
+	set := passingInstances(entries)
+	if r.holdEmpty(st, set, now) {
+		return
+	}
+
+	st.resync, st.holding, st.reported = false, false, false
+	st.staleSince = time.Time{}
+
+	if st.synced && slices.Equal(set, st.last) {
+		return
+	}
+
+	r.push(set)
+	st.last, st.synced = set, true
+}
+
+// holdEmpty reports whether set is an empty answer of a Consul that is
+// resyncing, to be ignored in favour of the last known set; see watch.
+func (r *consulResolver) holdEmpty(st *watchState, set []instance, now time.Time) bool {
+	if !st.resync || len(set) > 0 || len(st.last) == 0 {
+		return false
+	}
+
+	if age := now.Sub(st.staleSince); age >= r.opts.maxStaleness {
+		r.logger.Warn("consul still lists no passing instance after max staleness; "+
+			"dropping the last known instances",
+			zap.Duration("age", age), zap.Int("dropped", len(st.last)))
+
+		return false
+	}
+
+	if !st.holding {
+		st.holding = true
+		r.logger.Info("consul came back listing no passing instance; keeping the last "+
+			"known until instances register again or max staleness passes",
+			zap.Int("kept", len(st.last)), zap.Duration("max_staleness", r.opts.maxStaleness))
+	}
+
+	return true
 }
 
 // query runs one blocking health query for the passing instances.
 func (r *consulResolver) query(
-	ctx context.Context, index uint64,
+	ctx context.Context, index uint64, wait time.Duration,
 ) ([]*api.ServiceEntry, *api.QueryMeta, error) {
-	timeout := r.opts.waitTime + r.opts.waitTime/8 + querySlack
+	timeout := wait + wait/8 + querySlack
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	q := (&api.QueryOptions{WaitIndex: index, WaitTime: r.opts.waitTime}).WithContext(ctx)
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
 
 	entries, meta, err := r.client.Health().Service(r.service, "", true, q)
 	if err != nil {
@@ -217,23 +363,6 @@ func (r *consulResolver) query(
 	}
 
 	return entries, meta, nil
-}
-
-// onQueryError logs an outage once, at its first failed query, and tells
-// gRPC about errors as long as there has never been an answer to fall back
-// on.
-func (r *consulResolver) onQueryError(err error, failures int, synced bool) {
-	if failures == 1 {
-		r.logger.Warn("consul query failed; keeping last known instances, retrying",
-			zap.Bool("had_answer", synced), zap.Error(err))
-	} else {
-		r.logger.Debug("consul query failed again",
-			zap.Int("failed_queries", failures), zap.Error(err))
-	}
-
-	if !synced {
-		r.cc.ReportError(err)
-	}
 }
 
 // push hands set to gRPC.
@@ -263,21 +392,9 @@ func (r *consulResolver) push(set []instance) {
 	}
 }
 
-// backoff returns the delay before retry number failures (1-based):
-// exponential from the base, capped at the maximum, with the upper half
-// jittered so that many clients do not retry in lockstep.
+// backoff returns the delay before the query after failures failed ones.
 func (r *consulResolver) backoff(failures int) time.Duration {
-	d := r.opts.backoffMax
-
-	if shift := failures - 1; shift < 32 {
-		if exp := r.opts.backoffBase << shift; exp > 0 && exp < d {
-			d = exp
-		}
-	}
-
-	half := d / 2
-
-	return half + rand.N(half+1)
+	return backoffDelay(r.opts.backoffBase, r.opts.backoffMax, failures)
 }
 
 // nextIndex returns the wait index for the next blocking query. An index
@@ -328,17 +445,4 @@ func passingInstances(entries []*api.ServiceEntry) []instance {
 	// Two registrations of one address (e.g. a restarted instance with a new
 	// id whose old registration has not expired) need only one connection.
 	return slices.CompactFunc(set, func(a, b instance) bool { return a.addr == b.addr })
-}
-
-// sleepCtx waits for d or until ctx is done; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

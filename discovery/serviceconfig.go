@@ -57,6 +57,12 @@ type serviceConfig struct {
 // instance; any other method is never retried, so an order is never placed
 // twice. Services are looked up in the global protobuf registry, which
 // holds every generated package the binary links.
+//
+// Limitation: gRPC retries only a call that got no response headers, so an
+// UNAVAILABLE returned by a handler of a server that sets headers early
+// (services/host names the instance in a header on every call) is final.
+// What is retried is the call whose instance went away before answering:
+// a crash, a refused connection, a connection closed under it.
 func RetryingServiceConfig(policy RetryPolicy, services ...string) (string, error) {
 	var names []methodName
 	for _, svc := range services {

@@ -30,7 +30,7 @@ func startStack(t *testing.T) *devstack.Stack {
 	if err != nil {
 		t.Fatalf("consul binary: %v", err)
 	}
-	binDir := testsupport.BuildBinaries(t, "catalog", "orders", "gateway")
+	binDir := testsupport.BuildBinaries(t, "catalog", "orders", "gateway", "devissuer")
 
 	out := &lockedBuffer{buf: &bytes.Buffer{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -79,7 +79,8 @@ func (r response) json(t *testing.T) map[string]any {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-func call(t *testing.T, method, url, body string) response {
+// call sends one request; headers are name, value pairs.
+func call(t *testing.T, method, url, body string, headers ...string) response {
 	t.Helper()
 
 	var rd io.Reader
@@ -92,6 +93,9 @@ func call(t *testing.T, method, url, body string) response {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 
 	resp, err := httpClient.Do(req)
@@ -111,6 +115,51 @@ func call(t *testing.T, method, url, body string) response {
 func TestPlatform(t *testing.T) {
 	stack := startStack(t)
 	gw := stack.GatewayURL
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	token, err := stack.Token(ctx, "orders.read orders.write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnly, err := stack.Token(ctx, "orders.read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := []string{"Authorization", "Bearer " + token}
+
+	t.Run("order routes need a token with the right scope", func(t *testing.T) {
+		order := `{"customerId":"eve","lineItems":[{"productId":"p-1001","quantity":1}]}`
+		cases := []struct {
+			name, method, path, body, auth string
+			status                         int
+			challenge                      string
+		}{
+			{"no token", "GET", "/v1/orders", "", "", 401, "Bearer"},
+			{"wrong scheme", "GET", "/v1/orders", "", "Basic ZGVtbzpkZW1v", 401, "Bearer"},
+			{"garbage token", "GET", "/v1/orders", "", "Bearer not.a.token", 401,
+				"invalid_token"},
+			{"token lacking orders.write", "POST", "/v1/orders", order,
+				"Bearer " + readOnly, 403, "insufficient_scope"},
+			{"read-only token may read", "GET", "/v1/orders", "", "Bearer " + readOnly, 200, ""},
+			{"public route needs none", "GET", "/v1/products/p-1001", "", "", 200, ""},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				var hdr []string
+				if tc.auth != "" {
+					hdr = []string{"Authorization", tc.auth}
+				}
+				r := call(t, tc.method, gw+tc.path, tc.body, hdr...)
+				if r.status != tc.status {
+					t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+				}
+				if got := r.header.Get("WWW-Authenticate"); !strings.Contains(got, tc.challenge) {
+					t.Errorf("WWW-Authenticate %q lacks %q", got, tc.challenge)
+				}
+			})
+		}
+	})
 
 	t.Run("services registered and passing in consul", func(t *testing.T) {
 		client, err := stack.Consul.Client()
@@ -226,7 +275,7 @@ func TestPlatform(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				r := call(t, tc.method, gw+tc.path, tc.body)
+				r := call(t, tc.method, gw+tc.path, tc.body, bearer...)
 				if r.status != tc.status {
 					t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
 				}
@@ -248,7 +297,7 @@ func TestPlatform(t *testing.T) {
 	t.Run("create order reserves stock in catalog", func(t *testing.T) {
 		r := call(t, "POST", gw+"/v1/orders",
 			`{"customerId":"alice","lineItems":[{"productId":"p-1001","quantity":2},`+
-				`{"productId":"p-1004","quantity":1}]}`)
+				`{"productId":"p-1004","quantity":1}]}`, bearer...)
 		if r.status != 200 {
 			t.Fatalf("status %d %s", r.status, r.body)
 		}
@@ -273,11 +322,11 @@ func TestPlatform(t *testing.T) {
 	}
 
 	t.Run("get and list orders", func(t *testing.T) {
-		r := call(t, "GET", gw+"/v1/orders/"+orderID, "")
+		r := call(t, "GET", gw+"/v1/orders/"+orderID, "", bearer...)
 		if r.status != 200 {
 			t.Fatalf("get: status %d %s", r.status, r.body)
 		}
-		r = call(t, "GET", gw+"/v1/orders?customer_id=alice", "")
+		r = call(t, "GET", gw+"/v1/orders?customer_id=alice", "", bearer...)
 		if r.status != 200 {
 			t.Fatalf("list: status %d %s", r.status, r.body)
 		}
@@ -290,13 +339,13 @@ func TestPlatform(t *testing.T) {
 	t.Run("watch order streams every status as NDJSON", func(t *testing.T) {
 		// A fresh order, so the watch sees it from its first status.
 		r := call(t, "POST", gw+"/v1/orders",
-			`{"customerId":"bob","lineItems":[{"productId":"p-1003","quantity":1}]}`)
+			`{"customerId":"bob","lineItems":[{"productId":"p-1003","quantity":1}]}`, bearer...)
 		if r.status != 200 {
 			t.Fatalf("create: %d %s", r.status, r.body)
 		}
 		id := r.json(t)["order"].(map[string]any)["id"].(string)
 
-		w := call(t, "GET", gw+"/v1/orders/"+id+":watch", "")
+		w := call(t, "GET", gw+"/v1/orders/"+id+":watch", "", bearer...)
 		if w.status != 200 {
 			t.Fatalf("watch: status %d %s", w.status, w.body)
 		}
@@ -323,7 +372,7 @@ func TestPlatform(t *testing.T) {
 			t.Fatalf("statuses %v, want %v", got, want)
 		}
 
-		if w := call(t, "GET", gw+"/v1/orders/not-a-uuid:watch", ""); w.status != 400 {
+		if w := call(t, "GET", gw+"/v1/orders/not-a-uuid:watch", "", bearer...); w.status != 400 {
 			t.Errorf("watch of invalid id: status %d, want 400: %s", w.status, w.body)
 		}
 	})

@@ -124,6 +124,8 @@ type responseWriter struct {
 	http.ResponseWriter
 
 	wroteHeader bool
+	// status is the HTTP status written, 0 before WriteHeader.
+	status int
 	// writeIdle, when positive, is the longest a single write may take.
 	writeIdle time.Duration
 }
@@ -132,6 +134,7 @@ type responseWriter struct {
 func (w *responseWriter) WriteHeader(code int) {
 	if code >= http.StatusOK {
 		w.wroteHeader = true
+		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/httpcall"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -44,16 +45,22 @@ func (g *Gateway) handleError(
 ) {
 	var httpErr *runtime.HTTPStatusError
 	if errors.As(err, &httpErr) {
+		httpcall.SetCode(r.Context(), status.Code(httpErr.Err))
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		return
 	}
 
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, g.safeStatus(r.Method, r.URL.Path, err))
+	safe := g.safeStatus(r.Method, r.URL.Path, err)
+	httpcall.SetCode(r.Context(), status.Code(safe))
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, safe)
 }
 
 func (g *Gateway) streamError(ctx context.Context, err error) *status.Status {
 	method, _ := runtime.RPCMethod(ctx)
-	return status.Convert(g.safeStatus("stream", method, err))
+	st := status.Convert(g.safeStatus("stream", method, err))
+	httpcall.SetCode(ctx, st.Code())
+
+	return st
 }
 
 // safeStatus keeps codes and messages that describe the caller's request and
@@ -124,6 +131,7 @@ func (g *Gateway) handleRoutingError(
 		}
 	}
 
+	httpcall.SetCode(r.Context(), code)
 	err := &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(code, msg)}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -23,14 +23,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
+	"github.com/gatehouse-dev/gatehouse/httpcall"
+	"github.com/gatehouse-dev/gatehouse/interceptors/auth"
+	"github.com/gatehouse-dev/gatehouse/ratelimit/httplimit"
+	"github.com/gatehouse-dev/gatehouse/requestid"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -43,6 +47,9 @@ type Config struct {
 	Orders  grpc.ClientConnInterface
 	// OpenAPI is served verbatim at /openapi.json.
 	OpenAPI []byte
+	// ReadyChecks are extra conditions of /readyz, by name (the token
+	// verifier's keys, say); each returns nil when ready.
+	ReadyChecks map[string]func() error
 	// ReadyTimeout bounds each backend health check behind /readyz.
 	// Default 1s.
 	ReadyTimeout time.Duration
@@ -80,6 +87,19 @@ type Config struct {
 	// non-nil list forwards none. Hop-by-hop, transport and gateway-owned
 	// headers cannot be listed.
 	ForwardHeaders []string
+	// Auth authenticates the bearer token of each API request and checks
+	// the method's rule before any backend is called. nil serves the API
+	// without end-user authentication, which only tests should do:
+	// cmd/gateway always sets it.
+	Auth *auth.Guard
+	// OnAuthRefused, when set, is told of every request Auth refused, with
+	// the HTTP status and the WWW-Authenticate challenge of the answer; the
+	// binary counts it as a security event and feeds the abuse guard.
+	OnAuthRefused func(r *http.Request, status int, challenge string)
+	// PrincipalLimit is the per-principal rate limit stage, applied after
+	// authentication; nil means none.
+	PrincipalLimit *httplimit.Stage
+
 	// ResponseMetadata lists the backend header and trailer metadata keys
 	// passed back to the client as Grpc-Metadata-<Key> (trailers as
 	// Grpc-Trailer-<Key>, only when the client sent "TE: trailers"); every
@@ -172,6 +192,8 @@ type Gateway struct {
 	mux     *runtime.ServeMux
 	routes  *routeTable
 	headers *headerPolicy
+	// draining is set by Drain; /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // New builds a Gateway from cfg. It fails when cfg is invalid or names
@@ -211,7 +233,15 @@ func New(cfg Config) (*Gateway, error) {
 		runtime.WithIncomingHeaderMatcher(g.headers.incoming),
 		runtime.WithOutgoingHeaderMatcher(g.headers.outgoingHeader),
 		runtime.WithOutgoingTrailerMatcher(g.headers.outgoingTrailer),
-		runtime.WithMiddlewares(g.limitRoute),
+		// Middleware order, first = outermost: authentication and the
+		// method's rule (cheap with the verified-token cache), then the
+		// per-principal rate limit, then the route's body, content type and
+		// deadline checks. Each refuses before any backend is called.
+		runtime.WithMiddlewares(g.authenticate, g.limitPrincipal, g.limitRoute),
+		// Annotators: the route template and innermost context for the
+		// access log and metrics, and the request id for the backends.
+		runtime.WithMetadata(httpcall.Annotate),
+		runtime.WithMetadata(requestid.GatewayMetadata),
 	)
 
 	ctx := context.Background()
@@ -240,6 +270,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch r.URL.Path {
+	case "/healthz", "/readyz", "/openapi.json":
+		// Fixed paths: a bounded label for the access log and metrics.
+		httpcall.SetRoute(r.Context(), r.URL.Path)
+	}
+
+	switch r.URL.Path {
 	case "/healthz":
 		g.operational(rw, r, g.healthz)
 	case "/readyz":
@@ -264,29 +300,6 @@ func (g *Gateway) operational(w http.ResponseWriter, r *http.Request, h http.Han
 
 func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, `{"status":"ok"}`)
-}
-
-// readyz answers 200 only when every backend has a serving instance, found
-// through discovery and asked over gRPC health.
-func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
-	backends := []struct {
-		name string
-		conn grpc.ClientConnInterface
-	}{{"catalog", g.cfg.Catalog}, {"orders", g.cfg.Orders}}
-
-	for _, b := range backends {
-		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadyTimeout)
-		resp, err := healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			g.logger.Debug("backend not ready", zap.String("backend", b.name), zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable,
-				fmt.Sprintf(`{"status":"unavailable","backend":%q}`, b.name))
-			return
-		}
-	}
-
-	writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 }
 
 func (g *Gateway) openapi(w http.ResponseWriter, _ *http.Request) {

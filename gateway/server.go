@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -93,4 +96,105 @@ func NewHTTPServer(h http.Handler, cfg ServerConfig) (*http.Server, error) {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     errorLog,
 	}, nil
+}
+
+// Drain makes /readyz answer 503 from now on, so that whatever routes
+// traffic to this gateway stops sending new requests; every other route is
+// still served. Serve calls it when shutdown begins. It is safe for
+// concurrent use and cannot be undone.
+func (g *Gateway) Drain() {
+	g.draining.Store(true)
+}
+
+// Drainer is told that shutdown has begun; *Gateway is one.
+type Drainer interface {
+	Drain()
+}
+
+// ShutdownConfig says how Serve stops. Zero fields take the defaults named
+// on each.
+type ShutdownConfig struct {
+	// Ready is told when shutdown begins, before anything else happens;
+	// normally the *Gateway, whose /readyz then answers 503. nil tells
+	// nobody.
+	Ready Drainer
+	// Delay is how long the server keeps serving after that, with
+	// keep-alives off, so that load balancers polling /readyz stop sending
+	// new requests before the listener closes. Set it to at least their
+	// polling interval. Default 0: no delay.
+	Delay time.Duration
+	// DrainTimeout bounds how long in-flight requests and streams may run
+	// on after the listener closed; then their connections are closed.
+	// Default 10s.
+	DrainTimeout time.Duration
+	// Logger records the steps of the shutdown; nil means no logging.
+	Logger *zap.Logger
+}
+
+// Serve serves srv on lis until ctx ends, then shuts down in order: it
+// tells cfg.Ready (so /readyz answers 503), keeps serving for cfg.Delay
+// with keep-alives off, closes the listener and waits for in-flight
+// requests and streams (srv.Shutdown) for at most cfg.DrainTimeout, and
+// closes the connections still open after that. It returns nil after a
+// shutdown, also one whose drain timed out (that is logged), and the
+// server's error when serving failed.
+//
+// Limitation: a watch stream still open when the drain timeout ends is
+// cut, not told to finish first; its client sees the stream break.
+func Serve(ctx context.Context, srv *http.Server, lis net.Listener, cfg ShutdownConfig) error {
+	if cfg.Delay < 0 || cfg.DrainTimeout < 0 {
+		return errors.New("gateway: negative shutdown delay or drain timeout")
+	}
+
+	setDefault(&cfg.DrainTimeout, 10*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("gateway: serve http on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	shutdown(srv, cfg)
+
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: serve http on %s: %w", lis.Addr(), err)
+	}
+
+	return nil
+}
+
+// shutdown runs the steps of Serve's shutdown.
+func shutdown(srv *http.Server, cfg ShutdownConfig) {
+	logger := cfg.Logger
+
+	// Each answer from now on says "Connection: close", so clients come
+	// back on new connections, which the load balancer sends elsewhere.
+	srv.SetKeepAlivesEnabled(false)
+
+	if cfg.Ready != nil {
+		cfg.Ready.Drain()
+	}
+
+	logger.Info("shutting down: /readyz answers 503",
+		zap.Duration("delay", cfg.Delay), zap.Duration("drain_timeout", cfg.DrainTimeout))
+
+	time.Sleep(cfg.Delay)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("drain timed out; closing remaining connections", zap.Error(err))
+		_ = srv.Close()
+
+		return
+	}
+
+	logger.Info("drained")
 }

@@ -35,6 +35,7 @@ func run() error {
 		binDir    = flag.String("bin", "bin", "folder holding the catalog, orders and gateway binaries")
 		consulBin = flag.String("consul", "bin/consul", "consul binary")
 		gwAddr    = flag.String("gateway", "127.0.0.1:8080", "gateway HTTP address")
+		issuer    = flag.String("issuer", "127.0.0.1:8081", "dev OAuth 2.0 issuer address")
 		catalogs  = flag.Int("catalogs", 2, "number of catalog instances")
 		step      = flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
 		timeout   = flag.Duration("ready-timeout", 60*time.Second,
@@ -74,6 +75,7 @@ func run() error {
 		BinDir:       *binDir,
 		ConsulBin:    *consulBin,
 		GatewayAddr:  *gwAddr,
+		IssuerAddr:   *issuer,
 		Catalogs:     *catalogs,
 		StepInterval: *step,
 		LogFormat:    logFlags.Format,
@@ -102,25 +104,38 @@ func run() error {
 
 func printBanner(s *devstack.Stack, consulLog string) {
 	fmt.Printf(`
-Gatehouse is up: every service is registered and passing in Consul.
+Gatehouse is up: every service is registered and passing in Consul, and
+every internal call is mutual TLS.
 
   Gateway     %[1]s   (OpenAPI at %[1]s/openapi.json)
-  Consul UI   %[2]s   (agent log in %[3]s)
+  Issuer      %[2]s   (dev OAuth 2.0: client %[4]s, secret %[5]s)
+  Consul UI   %[3]s   (agent log in %[6]s)
+  Metrics     http://127.0.0.1:9090/metrics
 
-Try it (-i shows which catalog instance answered):
+Product reads are public (-i shows which catalog instance answered):
 
   curl -s '%[1]s/v1/products?page_size=3'
   curl -si '%[1]s/v1/products/p-1001'
-  curl -s -X POST '%[1]s/v1/orders' -H 'Content-Type: application/json' \
+
+Orders need a bearer token; get one with the client-credentials grant:
+
+  TOKEN=$(curl -s -u %[4]s:%[5]s -d grant_type=client_credentials \
+    -d scope='orders.read orders.write' '%[2]s/oauth2/token' \
+    | sed -n 's/.*"access_token": *"\([^"]*\)".*/\1/p')
+  curl -s -X POST '%[1]s/v1/orders' -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' \
     -d '{"customerId":"alice","lineItems":[{"productId":"p-1001","quantity":2}]}'
 
 Watch a new order move through its statuses (one JSON line per change):
 
-  ORDER=$(curl -s -X POST '%[1]s/v1/orders' -H 'Content-Type: application/json' \
+  ORDER=$(curl -s -X POST '%[1]s/v1/orders' -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' \
     -d '{"customerId":"bob","lineItems":[{"productId":"p-1003","quantity":1}]}' \
     | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
-  curl -sN "%[1]s/v1/orders/${ORDER}:watch"
+  curl -sN "%[1]s/v1/orders/${ORDER}:watch" -H "Authorization: Bearer $TOKEN"
 
+Without the token the API answers 401 with a WWW-Authenticate challenge.
 Press Ctrl-C to stop everything.
-`, s.GatewayURL, s.Consul.UIURL(), consulLog)
+`, s.GatewayURL, s.IssuerURL, s.Consul.UIURL(), devstack.DemoClientID,
+		devstack.DemoClientSecret, consulLog)
 }

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -42,14 +41,18 @@ func run() error {
 		logFlags  logconfig.Flags
 		certFlags certflags.Flags
 		srvFlags  serverFlags
+		edgeFlags edgeFlags
 		listen    = flag.String("listen", "127.0.0.1:8080", "HTTP listen address")
 		consul    = flag.String("consul", api.DefaultConfig().Address,
 			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
 		drain = flag.Duration("drain-timeout", 10*time.Second, "longest wait for requests at shutdown")
+		delay = flag.Duration("shutdown-delay", 2*time.Second,
+			"how long /readyz answers 503 before the listener closes at shutdown")
 	)
 	logFlags.Register(flag.CommandLine)
 	certFlags.Register(flag.CommandLine)
 	srvFlags.register(flag.CommandLine)
+	edgeFlags.register(flag.CommandLine)
 	flag.Parse()
 
 	logger, err := logFlags.Build("gateway")
@@ -66,6 +69,12 @@ func run() error {
 	}
 	defer func() { _ = certs.Close() }()
 
+	edge, err := edgeFlags.start(logger)
+	if err != nil {
+		return err
+	}
+	defer edge.close()
+
 	client, err := api.NewClient(&api.Config{Address: *consul})
 	if err != nil {
 		return fmt.Errorf("consul client for %q: %w", *consul, err)
@@ -77,8 +86,17 @@ func run() error {
 	}
 	resolvers := discovery.NewResolverBuilder(client, discovery.WithLogger(logger))
 
-	// Client interceptor order, first = outermost: validation refuses an
-	// invalid request before it costs a backend hop.
+	// Safe methods (reads, and ReserveStock) are retried on another instance
+	// when theirs went away; CreateOrder never is.
+	serviceConfig, err := discovery.RetryingServiceConfig(discovery.DefaultRetryPolicy,
+		apiServices...)
+	if err != nil {
+		return err
+	}
+
+	// Client interceptor order, first = outermost: the edge's metrics and
+	// request id, then validation, which refuses an invalid request before
+	// it costs a backend hop.
 	// Backends are dialed by the IP Consul returns, over mutual TLS; the
 	// credentials accept only a server proving the identity of service.
 	dial := func(service string) (*grpc.ClientConn, error) {
@@ -91,13 +109,14 @@ func run() error {
 			return nil, err
 		}
 
-		return grpc.NewClient(discovery.Target(service),
+		opts := append([]grpc.DialOption{}, edge.client...)
+		return grpc.NewClient(discovery.Target(service), append(opts,
 			grpc.WithResolvers(resolvers),
-			grpc.WithDefaultServiceConfig(discovery.ServiceConfig),
+			grpc.WithDefaultServiceConfig(serviceConfig),
 			grpc.WithTransportCredentials(creds),
 			grpc.WithChainUnaryInterceptor(validator.UnaryClientInterceptor()),
 			grpc.WithChainStreamInterceptor(validator.StreamClientInterceptor()),
-		)
+		)...)
 	}
 
 	catalogConn, err := dial("catalog")
@@ -112,26 +131,38 @@ func run() error {
 	}
 	defer func() { _ = ordersConn.Close() }()
 
-	gw, err := gateway.New(gateway.Config{
+	// The per-principal limit needs the matched route's method, which only
+	// the gateway knows; gw is set before any request arrives.
+	var gw *gateway.Gateway
+	resolve := func(r *http.Request) (string, bool) { return gw.Method(r) }
+
+	gwCfg := gateway.Config{
 		Catalog: catalogConn,
 		Orders:  ordersConn,
 		OpenAPI: openapi.Document,
 		Logger:  logger,
-	})
-	if err != nil {
+	}
+	if err := edge.configure(&gwCfg, resolve); err != nil {
+		return err
+	}
+	if gw, err = gateway.New(gwCfg); err != nil {
 		return err
 	}
 
-	return serve(logger, *listen, gw, *drain, srvFlags.config(logger))
+	shutdown := gateway.ShutdownConfig{Ready: gw, Delay: *delay, DrainTimeout: *drain,
+		Logger: logger}
+
+	return serve(logger, *listen, edge.layers.Wrap(gw), shutdown, srvFlags.config(logger))
 }
 
 // serve runs the gateway's HTTP server on addr until SIGINT or SIGTERM,
-// then drains it for at most drain.
+// then shuts it down as gateway.Serve does: /readyz answers 503 first, and
+// in-flight requests drain after the delay.
 func serve(
 	logger *zap.Logger,
 	addr string,
 	h http.Handler,
-	drain time.Duration,
+	shutdown gateway.ShutdownConfig,
 	cfg gateway.ServerConfig,
 ) error {
 	srv, err := gateway.NewHTTPServer(h, cfg)
@@ -147,29 +178,7 @@ func serve(
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
 	logger.Info("serving", zap.Stringer("addr", lis.Addr()), zap.String("version", version))
 
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve http: %w", err)
-	case <-ctx.Done():
-	}
-
-	// Limitation: a watch stream still open at shutdown is cut when the
-	// drain timeout ends, not told to finish first.
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("drain timed out; closing remaining connections", zap.Error(err))
-		_ = srv.Close()
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve http: %w", err)
-	}
-
-	return nil
+	return gateway.Serve(ctx, srv, lis, shutdown)
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/discovery"
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/authflags"
 	"github.com/gatehouse-dev/gatehouse/internal/certflags"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/gatehouse-dev/gatehouse/services/host"
 	"github.com/gatehouse-dev/gatehouse/services/orders"
@@ -40,6 +42,8 @@ func run() error {
 		logFlags  logconfig.Flags
 		certFlags certflags.Flags
 		authFlags certflags.Auth
+		jwtFlags  authflags.Flags
+		telFlags  telemetry.Flags
 		listen    = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
 		consul    = flag.String("consul", api.DefaultConfig().Address,
 			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
@@ -50,6 +54,8 @@ func run() error {
 	logFlags.Register(flag.CommandLine)
 	certFlags.Register(flag.CommandLine)
 	authFlags.Register(flag.CommandLine)
+	jwtFlags.Register(flag.CommandLine)
+	telFlags.Register(flag.CommandLine, "127.0.0.1:0")
 	flag.Parse()
 
 	logger, err := logFlags.Build("orders")
@@ -63,6 +69,31 @@ func run() error {
 		return err
 	}
 	defer func() { _ = certs.Close() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	instance := discovery.NewInstanceID("orders")
+	kit, err := telFlags.Start("orders", instance, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = kit.Close() }()
+
+	tel := host.Telemetry{
+		Metrics:   kit.Registry,
+		Tracing:   kit.Tracing,
+		AccessLog: logger,
+		Events:    kit.Events,
+	}
+
+	// Waits, within -jwt-start-timeout, for the issuer's keys: without them
+	// no call that needs a user token could be served.
+	verifier, err := jwtFlags.Verifier(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = verifier.Close() }()
 
 	catalogID, err := certFlags.ID("catalog")
 	if err != nil {
@@ -78,14 +109,30 @@ func run() error {
 		return fmt.Errorf("consul client for %q: %w", *consul, err)
 	}
 
+	// Reads and ReserveStock (idempotent per order id) are retried on
+	// another instance when theirs went away; see RetryingServiceConfig.
+	serviceConfig, err := discovery.RetryingServiceConfig(discovery.DefaultRetryPolicy,
+		catalogv1.CatalogService_ServiceDesc.ServiceName)
+	if err != nil {
+		return err
+	}
+
+	// Tracing, metrics, the request id and the user's token (ReserveStock
+	// needs the user's orders.write scope in the catalog too) go with every
+	// call, as from every service.
+	dialOpts, err := host.DialOptions(tel)
+	if err != nil {
+		return err
+	}
+
 	// Catalog instances are dialed by the IP Consul returns; the credentials
 	// accept only a server whose certificate carries the catalog identity.
-	conn, err := grpc.NewClient(discovery.Target("catalog"),
+	conn, err := grpc.NewClient(discovery.Target("catalog"), append(dialOpts,
 		grpc.WithResolvers(discovery.NewResolverBuilder(client, discovery.WithLogger(logger))),
-		grpc.WithDefaultServiceConfig(discovery.ServiceConfig),
+		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithTransportCredentials(catalogCreds),
 		grpc.WithChainUnaryInterceptor(defaultDeadline(*callTO)),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("dial catalog: %w", err)
 	}
@@ -110,14 +157,17 @@ func run() error {
 		KnownServices:     authFlags.KnownServices,
 		ReflectionCallers: authFlags.ReflectionCallers,
 		AuthDryRun:        authFlags.DryRun,
+		Tokens:            verifier,
+		InstanceID:        instance,
+		Telemetry:         tel,
+		// Not ready until a catalog instance answers: orders cannot take an
+		// order without one. It may start first and waits for it.
+		Dependencies: []host.Dependency{host.HealthDependency("catalog", conn)},
 	})
 	if err != nil {
 		return err
 	}
 	ordersv1.RegisterOrderServiceServer(h.Server(), svc)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 
 	logger.Info("starting", zap.String("version", version), zap.String("consul", *consul))
 

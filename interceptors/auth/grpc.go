@@ -60,7 +60,7 @@ func (g *Guard) authenticate(ctx context.Context, method string) (context.Contex
 
 	p, err := g.Check(ctx, method, md.Get(authorizationKey))
 	if err != nil {
-		g.logRefusal("grpc", method, p, err)
+		g.refused(ctx, "grpc", method, p, err)
 		return nil, statusFor(refusal(err))
 	}
 

@@ -52,6 +52,21 @@ type options struct {
 	realm     string
 	strip     []string
 	unmatched http.Handler
+	onRefusal func(context.Context, Refusal)
+}
+
+// Refusal is a call the guard refused, as passed to the hook set by
+// WithRefusalHook.
+type Refusal struct {
+	// Transport is "grpc" or "http".
+	Transport string
+	// Method is the gRPC full method that was called.
+	Method string
+	// Principal is the caller of a verified token, nil when no token was
+	// verified.
+	Principal *jwtauth.Principal
+	// Err says why, in detail; it wraps a jwtauth or authz sentinel.
+	Err error
 }
 
 // Option configures a Guard.
@@ -79,6 +94,14 @@ func WithRealm(realm string) Option {
 // DefaultStrippedHeaderPrefixes.
 func WithStrippedHeaderPrefixes(prefixes ...string) Option {
 	return func(o *options) { o.strip = append(o.strip, prefixes...) }
+}
+
+// WithRefusalHook sets fn to be called for every refused call, after it is
+// logged, for example to record a security event. The context is the
+// call's (the request's, over HTTP). fn runs on the call's path: it must be
+// quick and safe for concurrent use.
+func WithRefusalHook(fn func(context.Context, Refusal)) Option {
+	return func(o *options) { o.onRefusal = fn }
 }
 
 // New builds a Guard checking tokens with verifier and calls with policy.
@@ -151,8 +174,22 @@ func (g *Guard) Check(
 	return p, nil
 }
 
-// logRefusal records why a call was refused. A method without a rule is a
-// deployment bug and is logged as an error; the rest are caller problems.
+// refused records why a call was refused and passes it to the hook, if
+// any. A method without a rule is a deployment bug and is logged as an
+// error; the rest are caller problems.
+func (g *Guard) refused(
+	ctx context.Context,
+	transport, method string,
+	p *jwtauth.Principal,
+	err error,
+) {
+	g.logRefusal(transport, method, p, err)
+
+	if g.opts.onRefusal != nil {
+		g.opts.onRefusal(ctx, Refusal{Transport: transport, Method: method, Principal: p, Err: err})
+	}
+}
+
 func (g *Guard) logRefusal(transport, method string, p *jwtauth.Principal, err error) {
 	level := zapcore.InfoLevel
 	if errors.Is(err, authz.ErrNoRule) || errors.Is(err, jwtauth.ErrKeysUnavailable) {

@@ -48,7 +48,7 @@ func (g *Guard) HTTPMiddleware(resolve MethodResolver) func(http.Handler) http.H
 
 			p, err := g.CheckHTTP(r, method)
 			if err != nil {
-				g.logRefusal("http", method, p, err)
+				g.refused(r.Context(), "http", method, p, err)
 				g.writeRefusal(w, refusal(err))
 				return
 			}

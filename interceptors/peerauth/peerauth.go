@@ -69,6 +69,24 @@ type options struct {
 	logger      *zap.Logger
 	trustDomain string
 	dryRun      bool
+	onRefusal   func(context.Context, Refusal)
+}
+
+// Refusal is a call the interceptors refused, as passed to the hook set by
+// WithRefusalHook.
+type Refusal struct {
+	// Method is the full gRPC method that was called.
+	Method string
+	// Caller is the identity read from the peer's verified certificate;
+	// zero when there is none.
+	Caller identity.ID
+	// PeerAddr is the network address of the peer, "" when unknown.
+	PeerAddr string
+	// Code is what the caller got: Unauthenticated or PermissionDenied.
+	Code codes.Code
+	// Err says why, in detail; it wraps ErrNoTLS, ErrNotVerified,
+	// ErrTrustDomain, an identity error or the policy's error.
+	Err error
 }
 
 // WithLogger sets the logger for refusals; the default is zap.NewNop().
@@ -89,6 +107,14 @@ func WithDryRun(dryRun bool) Option {
 	return func(o *options) { o.dryRun = dryRun }
 }
 
+// WithRefusalHook sets fn to be called for every refused call, after it is
+// logged, for example to record a security event. Dry-run denials are not
+// refusals. fn runs on the call's path: it must be quick and safe for
+// concurrent use.
+func WithRefusalHook(fn func(context.Context, Refusal)) Option {
+	return func(o *options) { o.onRefusal = fn }
+}
+
 // Authorizer holds the policy and settings of the interceptors. It is safe
 // for concurrent use.
 type Authorizer struct {
@@ -96,6 +122,7 @@ type Authorizer struct {
 	logger      *zap.Logger
 	trustDomain string
 	dryRun      bool
+	onRefusal   func(context.Context, Refusal)
 }
 
 // New returns an Authorizer enforcing policy.
@@ -122,6 +149,7 @@ func New(policy Policy, opts ...Option) (*Authorizer, error) {
 		logger:      o.logger.Named("peerauth"),
 		trustDomain: o.trustDomain,
 		dryRun:      o.dryRun,
+		onRefusal:   o.onRefusal,
 	}, nil
 }
 
@@ -174,6 +202,7 @@ func (a *Authorizer) authorize(ctx context.Context, method string) (context.Cont
 		a.logger.Warn("call refused: unauthenticated", zap.String("method", method),
 			zap.Stringer("caller", id), zap.String("peer_addr", peerAddr(ctx)),
 			zap.String("reason", err.Error()))
+		a.refused(ctx, Refusal{Method: method, Caller: id, Code: codes.Unauthenticated, Err: err})
 
 		return ctx, status.Error(codes.Unauthenticated, msgUnauthenticated)
 	}
@@ -200,8 +229,19 @@ func (a *Authorizer) authorize(ctx context.Context, method string) (context.Cont
 	a.logger.Warn("call refused: permission denied", zap.String("method", method),
 		zap.Stringer("caller", id), zap.String("peer_addr", peerAddr(ctx)),
 		zap.String("reason", err.Error()))
+	a.refused(ctx, Refusal{Method: method, Caller: id, Code: codes.PermissionDenied, Err: err})
 
 	return ctx, status.Error(codes.PermissionDenied, msgPermissionDenied)
+}
+
+// refused passes r, completed with the peer's address, to the hook if any.
+func (a *Authorizer) refused(ctx context.Context, r Refusal) {
+	if a.onRefusal == nil {
+		return
+	}
+
+	r.PeerAddr = peerAddr(ctx)
+	a.onRefusal(ctx, r)
 }
 
 // UnaryServerInterceptor authorizes each unary call before its handler.

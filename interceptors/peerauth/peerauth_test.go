@@ -235,3 +235,84 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("New with a bad trust domain succeeded")
 	}
 }
+
+func TestRefusalHook(t *testing.T) {
+	p := testsupport.NewTestPKI(t)
+	cert := func(td, svc string) *x509.Certificate {
+		id, err := identity.New(td, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		return p.Leaf(t, id).Cert
+	}
+
+	otherGateway, err := identity.New("other.local", "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		dryRun bool
+		// want is the refusal the hook must see; nil when it must not run.
+		want    *peerauth.Refusal
+		wantErr error
+	}{
+		{name: "allowed", ctx: peerCtx(verified(cert(identity.DefaultTrustDomain, "gateway")))},
+		{name: "no tls", ctx: peerCtx(otherAuth{}), wantErr: peerauth.ErrNoTLS,
+			want: &peerauth.Refusal{Method: method, Code: codes.Unauthenticated,
+				PeerAddr: "127.0.0.1:5000"}},
+		{name: "another trust domain", ctx: peerCtx(verified(cert("other.local", "gateway"))),
+			wantErr: peerauth.ErrTrustDomain,
+			want: &peerauth.Refusal{Method: method, Code: codes.Unauthenticated,
+				PeerAddr: "127.0.0.1:5000", Caller: otherGateway}},
+		{name: "not allowed",
+			ctx: peerCtx(verified(cert(identity.DefaultTrustDomain, "orders"))),
+			want: &peerauth.Refusal{Method: method, Code: codes.PermissionDenied,
+				PeerAddr: "127.0.0.1:5000", Caller: testsupport.ID(t, "orders")}},
+		{name: "not allowed, dry run", dryRun: true,
+			ctx: peerCtx(verified(cert(identity.DefaultTrustDomain, "orders")))},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []peerauth.Refusal
+
+			a, err := peerauth.New(onlyGateway{}, peerauth.WithDryRun(tt.dryRun),
+				peerauth.WithRefusalHook(func(_ context.Context, r peerauth.Refusal) {
+					got = append(got, r)
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			_, _ = a.UnaryServerInterceptor()(tt.ctx, "req",
+				&grpc.UnaryServerInfo{FullMethod: method},
+				func(context.Context, any) (any, error) { return "ok", nil })
+
+			if tt.want == nil {
+				if len(got) != 0 {
+					t.Fatalf("hook saw %+v, want no refusal", got)
+				}
+
+				return
+			}
+
+			if len(got) != 1 {
+				t.Fatalf("hook ran %d times, want once", len(got))
+			}
+
+			r := got[0]
+			if r.Method != tt.want.Method || r.Code != tt.want.Code ||
+				r.PeerAddr != tt.want.PeerAddr || r.Caller != tt.want.Caller || r.Err == nil {
+				t.Errorf("hook saw %+v, want %+v", r, *tt.want)
+			}
+
+			if tt.wantErr != nil && !errors.Is(r.Err, tt.wantErr) {
+				t.Errorf("hook error %v, want it to wrap %v", r.Err, tt.wantErr)
+			}
+		})
+	}
+}

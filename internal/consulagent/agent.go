@@ -137,6 +137,45 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	return nil, fmt.Errorf("start consul agent after %d attempts: %w", startAttempts, lastErr)
 }
 
+// New validates cfg and picks free loopback ports for an agent without
+// starting it; the agent's addresses are known at once, and Start starts
+// it. Tests use it to start clients of Consul before Consul itself.
+//
+// Limitation: the ports are free when picked but not held until Start, so
+// another process may take one in between; Start then fails instead of
+// picking new ports, since the addresses have already been handed out.
+func New(cfg Config) (*Agent, error) {
+	cfg, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	ports, err := pickPorts()
+	if err != nil {
+		return nil, err
+	}
+
+	return &Agent{cfg: cfg, ports: ports, logger: cfg.Logger.Named("consulagent")}, nil
+}
+
+// Start starts a stopped agent (one from New, or one stopped with Stop) on
+// its ports and waits until it is ready, as the package's Start does. On
+// failure the agent is left stopped. Starting a running agent does nothing.
+func (a *Agent) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	if a.proc != nil {
+		return nil
+	}
+
+	if err := a.launchLocked(ctx); err != nil {
+		return fmt.Errorf("start consul agent on %s: %w", a.HTTPAddr(), err)
+	}
+
+	return nil
+}
+
 // validate checks cfg and fills in defaults.
 func validate(cfg Config) (Config, error) {
 	if cfg.Bin == "" {

@@ -54,3 +54,24 @@ func renderHCL(ports Ports, dataDir string, enableHTTPS, enableGRPCTLS bool) str
 
 	return b.String()
 }
+
+// ChecksOverMutualTLS returns agent configuration (for Config.ExtraHCL)
+// that makes the agent run its gRPC and HTTP checks over mutual TLS: it
+// presents the certificate in certFile with the key in keyFile, and
+// verifies each instance against the CA bundle in caFile and the check's
+// TLS server name.
+//
+// Limitation: Consul reads these files when it starts (or on `consul
+// reload`), not when they change, so the agent's own certificate is not
+// rotated while it runs; past the certificate's lifetime its checks fail
+// until it is restarted.
+func ChecksOverMutualTLS(caFile, certFile, keyFile string) string {
+	return "enable_agent_tls_for_checks = true\n" +
+		"tls {\n" +
+		"  internal_rpc {\n" +
+		"    ca_file = " + strconv.Quote(caFile) + "\n" +
+		"    cert_file = " + strconv.Quote(certFile) + "\n" +
+		"    key_file = " + strconv.Quote(keyFile) + "\n" +
+		"  }\n" +
+		"}\n"
+}

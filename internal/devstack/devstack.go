@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -39,6 +40,13 @@ type Config struct {
 	ConsulBin string
 	// GatewayAddr is the gateway's HTTP address; port 0 picks a free one.
 	GatewayAddr string
+	// GatewayAdminAddr is the gateway's admin (metrics) listener; empty
+	// keeps the gateway's default. Tests that may run next to another
+	// stack use port 0.
+	GatewayAdminAddr string
+	// IssuerAddr is the dev OAuth 2.0 issuer's address; port 0 (the
+	// default) picks a free one.
+	IssuerAddr string
 	// Catalogs is the number of catalog instances (default 2).
 	Catalogs int
 	// StepInterval is how long orders stay in each status (default 3s).
@@ -61,11 +69,19 @@ type Config struct {
 	TrustDomain string
 }
 
+// stopGrace is how long Stop gives each process to exit after SIGTERM: an
+// instance waits up to 5s to leave Consul's passing set and up to 10s to
+// drain, by default.
+const stopGrace = 20 * time.Second
+
 // pkiServices are the identities the stack needs: its three services and
 // Consul's agent.
 var pkiServices = []string{"catalog", "orders", "gateway", "consul"}
 
 func (c *Config) setDefaults() {
+	if c.IssuerAddr == "" {
+		c.IssuerAddr = "127.0.0.1:0"
+	}
 	if c.GatewayAddr == "" {
 		c.GatewayAddr = "127.0.0.1:0"
 	}
@@ -94,7 +110,7 @@ func (c *Config) setDefaults() {
 
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
-	for _, name := range []string{"catalog", "orders", "gateway"} {
+	for _, name := range []string{"catalog", "orders", "gateway", "devissuer"} {
 		if _, err := os.Stat(filepath.Join(c.BinDir, name)); err != nil {
 			return fmt.Errorf("devstack: binary %s: %w", name, err)
 		}
@@ -116,6 +132,11 @@ type Stack struct {
 	Consul *consulagent.Agent
 	// GatewayURL is the base URL of the gateway, e.g. http://127.0.0.1:8080.
 	GatewayURL string
+	// gatewayAddr is GatewayURL's host:port.
+	gatewayAddr string
+	// IssuerURL is the dev OAuth 2.0 issuer, e.g. http://127.0.0.1:8081;
+	// every service accepts the tokens it issues.
+	IssuerURL string
 	// CertDir holds the stack's development PKI.
 	CertDir string
 
@@ -129,6 +150,36 @@ type Stack struct {
 // Start starts Consul, the services and the gateway, and returns once all
 // are passing in Consul and the gateway answers /readyz, or ctx ends.
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	s, err := Prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	steps := []func() error{
+		func() error { return s.Consul.Start(ctx) },
+		s.startIssuer,
+		s.StartServices,
+		s.StartGateway,
+		func() error { return s.WaitReady(ctx, s.cfg.Catalogs, 1) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			_ = s.Stop()
+			return nil, err
+		}
+	}
+
+	return s, nil
+}
+
+// Prepare makes sure of the stack's PKI and picks the addresses of the
+// Consul agent and the gateway, but starts nothing: start the parts with
+// Consul.Start, StartIssuer, StartServices and StartGateway in any order,
+// e.g. the gateway before Consul. Stop stops whatever was started.
+//
+// Limitation: Consul's ports are free when picked but not held, so another
+// process may take one before Consul.Start, which then fails.
+func Prepare(cfg Config) (*Stack, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -139,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
-	agent, err := consulagent.Start(ctx, consulagent.Config{
+	agent, err := consulagent.New(consulagent.Config{
 		Bin:       cfg.ConsulBin,
 		Logger:    cfg.Logger,
 		LogOutput: newPrefixWriter(cfg.ConsulOutput, "consul"),
@@ -158,21 +209,21 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		_ = s.Stop()
 		return nil, err
 	}
+	s.gatewayAddr = gwAddr
 	s.GatewayURL = "http://" + gwAddr
-
-	if err := s.startAll(gwAddr); err != nil {
-		_ = s.Stop()
-		return nil, err
-	}
-	if err := s.WaitReady(ctx, cfg.Catalogs, 1); err != nil {
-		_ = s.Stop()
-		return nil, err
-	}
 
 	return s, nil
 }
 
-func (s *Stack) startAll(gwAddr string) error {
+// StartIssuer starts the dev OAuth 2.0 issuer whose tokens every service
+// accepts. Start it before the processes that must trust it.
+func (s *Stack) StartIssuer() error {
+	return s.startIssuer()
+}
+
+// StartServices starts the catalog instances (catalog-1, catalog-2, …) and
+// orders-1. They wait for Consul and for each other as needed.
+func (s *Stack) StartServices() error {
 	for i := 1; i <= s.cfg.Catalogs; i++ {
 		if _, err := s.StartProcess(fmt.Sprintf("catalog-%d", i), "catalog"); err != nil {
 			return err
@@ -182,11 +233,20 @@ func (s *Stack) startAll(gwAddr string) error {
 		"-step-interval", s.cfg.StepInterval.String()); err != nil {
 		return err
 	}
-	if _, err := s.StartProcess("gateway", "gateway", "-listen", gwAddr); err != nil {
-		return err
-	}
 
 	return nil
+}
+
+// StartGateway starts the gateway, called "gateway", on GatewayURL.
+func (s *Stack) StartGateway() error {
+	args := []string{"-listen", s.gatewayAddr}
+	if s.cfg.GatewayAdminAddr != "" {
+		args = append(args, "-admin-listen", s.cfg.GatewayAdminAddr)
+	}
+
+	_, err := s.StartProcess("gateway", "gateway", args...)
+
+	return err
 }
 
 // StartProcess starts binary from BinDir as a process called name, pointed
@@ -197,8 +257,14 @@ func (s *Stack) StartProcess(name, binary string, args ...string) (*Process, err
 		"-log-format", s.cfg.LogFormat,
 		"-cert-dir", s.CertDir,
 		"-trust-domain", s.cfg.TrustDomain,
+		"-jwt-issuer", s.IssuerURL,
 	}, args...)
 
+	return s.spawn(name, binary, argv)
+}
+
+// spawn starts binary from BinDir with exactly argv.
+func (s *Stack) spawn(name, binary string, argv []string) (*Process, error) {
 	cmd := exec.Command(filepath.Join(s.cfg.BinDir, binary), argv...)
 	out := newPrefixWriter(s.cfg.Output, name)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -315,20 +381,28 @@ func (s *Stack) exited() string {
 	return ""
 }
 
-// Stop sends SIGTERM to every process, newest first, waits for each (up to
-// 15s, then SIGKILL), and stops the Consul agent last so the services can
-// deregister. It returns the first error met.
+// Stop sends SIGTERM to every process at once, waits for each (up to 20s,
+// then SIGKILL), and stops the Consul agent last so the services can leave
+// its passing set and deregister. It returns every error met.
 func (s *Stack) Stop() error {
 	s.mu.Lock()
 	procs := append([]*Process(nil), s.procs...)
 	s.mu.Unlock()
 
-	var errs []error
-	for i := len(procs) - 1; i >= 0; i-- {
-		if err := procs[i].Stop(15 * time.Second); err != nil {
-			errs = append(errs, err)
-		}
+	// In parallel: each instance's orderly shutdown takes a check interval
+	// or two of waiting for Consul.
+	stopErrs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stopErrs[i] = p.Stop(stopGrace)
+		}()
 	}
+	wg.Wait()
+
+	errs := slices.DeleteFunc(stopErrs, func(err error) bool { return err == nil })
 	if s.Consul != nil {
 		if err := s.Consul.Stop(); err != nil {
 			errs = append(errs, err)

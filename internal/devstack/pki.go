@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-dev/gatehouse/internal/consulagent"
 	"github.com/gatehouse-dev/gatehouse/pki"
 )
 
@@ -54,18 +54,7 @@ func preparePKI(cfg Config) (string, bool, error) {
 // consulTLS is the agent configuration that makes Consul run its gRPC
 // health checks over mutual TLS: it presents the "consul" certificate and
 // verifies each instance against the CA bundle and the check's server name.
-//
-// Limitation: Consul reads these files when it starts (or on `consul
-// reload`), not when they change, so the agent's own certificate is not
-// rotated while the stack runs; a stack left running past the leaf's 24h
-// lifetime sees its checks fail until it is restarted.
+// See consulagent.ChecksOverMutualTLS for its limitation.
 func consulTLS(dir pki.Dir) string {
-	return "enable_agent_tls_for_checks = true\n" +
-		"tls {\n" +
-		"  internal_rpc {\n" +
-		"    ca_file = " + strconv.Quote(dir.CACert()) + "\n" +
-		"    cert_file = " + strconv.Quote(dir.Cert("consul")) + "\n" +
-		"    key_file = " + strconv.Quote(dir.Key("consul")) + "\n" +
-		"  }\n" +
-		"}\n"
+	return consulagent.ChecksOverMutualTLS(dir.CACert(), dir.Cert("consul"), dir.Key("consul"))
 }

@@ -81,6 +81,47 @@ func StartConsulWith(t testing.TB, cfg consulagent.Config) *consulagent.Agent {
 	return agent
 }
 
+// NewConsul prepares a consul dev agent for the test without starting it:
+// its addresses are known at once, and agent.Start starts it. This is for
+// tests of clients started before Consul. The agent is stopped when the
+// test ends, and its output logged when the test failed.
+func NewConsul(t testing.TB, cfg consulagent.Config) *consulagent.Agent {
+	t.Helper()
+
+	if cfg.Bin == "" {
+		bin, err := ConsulBin()
+		if err != nil {
+			t.Fatalf("consul binary not available: %v", err)
+		}
+
+		cfg.Bin = bin
+	}
+
+	out := &logBuffer{max: maxAgentLog}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = out
+	} else {
+		cfg.LogOutput = io.MultiWriter(out, cfg.LogOutput)
+	}
+
+	agent, err := consulagent.New(cfg)
+	if err != nil {
+		t.Fatalf("prepare consul agent with %s: %v", cfg.Bin, err)
+	}
+
+	t.Cleanup(func() {
+		if err := agent.Stop(); err != nil {
+			t.Errorf("stop consul agent: %v", err)
+		}
+
+		if t.Failed() {
+			t.Logf("consul agent output (last %d KiB at most):\n%s", maxAgentLog>>10, out)
+		}
+	})
+
+	return agent
+}
+
 // ConsulBin returns the consul binary tests should use: $CONSUL_BIN if set,
 // else bin/consul under the repository root. It fails if the file is absent.
 func ConsulBin() (string, error) {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +78,27 @@ type runningHost struct {
 	*host.Host
 	logs *observer.ObservedLogs
 	src  *certsource.Source
+	// tokens is the issuer of the user tokens the host accepts.
+	tokens *testsupport.TokenIssuer
+}
+
+// issuers holds the token issuer of each running test: every host a test
+// starts trusts the same one, as in a deployment.
+var issuers sync.Map // testing.TB → *testsupport.TokenIssuer
+
+// tokenIssuer returns the token issuer of t, started on first use.
+func tokenIssuer(t testing.TB) *testsupport.TokenIssuer {
+	t.Helper()
+
+	if iss, ok := issuers.Load(t); ok {
+		return iss.(*testsupport.TokenIssuer)
+	}
+
+	iss := testsupport.NewTokenIssuer(t)
+	issuers.Store(t, iss)
+	t.Cleanup(func() { issuers.Delete(t) })
+
+	return iss
 }
 
 // startHost issues a certificate for service in p, starts a host serving the fake of service on 127.0.0.1 with its
@@ -96,12 +118,14 @@ func startHost(
 	src := p.Source(t, service, certsource.WithLogger(logger),
 		certsource.WithExpectedID(testsupport.ID(t, service)))
 
+	tokens := tokenIssuer(t)
 	cfg := host.Config{
 		Service:      service,
 		ListenAddr:   "127.0.0.1:0",
 		DrainTimeout: time.Second,
 		Logger:       logger,
 		Certificates: src,
+		Tokens:       tokens.Verifier(t),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -121,7 +145,7 @@ func startHost(
 
 	runHost(t, h)
 
-	return &runningHost{Host: h, logs: logs, src: src}
+	return &runningHost{Host: h, logs: logs, src: src, tokens: tokens}
 }
 
 // runHost runs h until cleanup and checks that it stopped cleanly.
@@ -142,11 +166,18 @@ func runHost(t *testing.T, h *host.Host) {
 	})
 }
 
-// dial connects to addr with creds; the connection is closed at cleanup.
-func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+// dial connects to addr with creds and opts; the connection is closed at
+// cleanup.
+func dial(
+	t *testing.T,
+	addr string,
+	creds credentials.TransportCredentials,
+	opts ...grpc.DialOption,
+) *grpc.ClientConn {
 	t.Helper()
 
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -286,5 +317,6 @@ func hostNew(
 		DrainTimeout: time.Second,
 		Logger:       logger,
 		Certificates: src,
+		Tokens:       tokenIssuer(t).Verifier(t),
 	})
 }

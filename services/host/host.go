@@ -1,13 +1,16 @@
 // Package host runs one gRPC service instance the Gatehouse way: a listener
 // on a loopback or private address that speaks mutual TLS only, the
-// standard interceptor chain (with per-method caller authorization), the
+// standard interceptor chain (with per-method authorization of the calling
+// service and of the end user's token, metrics, tracing, access log), the
 // grpc.health.v1 service, server reflection, registration in Consul with a
-// gRPC health check over mutual TLS, and an orderly shutdown (NOT_SERVING,
-// deregister, drain). cmd/catalog and cmd/orders are thin wrappers around
-// it.
+// gRPC health check over mutual TLS that is kept across agent restarts, and
+// an orderly shutdown (NOT_SERVING, out of rotation, deregister, drain).
+// cmd/catalog and cmd/orders are thin wrappers around it.
 //
 // The instance is not ready until its first certificate is loaded: until
-// then it reports NOT_SERVING and is not registered in Consul.
+// then it reports NOT_SERVING and is not registered in Consul. Then it
+// serves, and reports SERVING once its dependencies have appeared; it may
+// start before Consul and before the services it calls.
 package host
 
 import (
@@ -15,16 +18,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/certsource"
 	"github.com/gatehouse-dev/gatehouse/discovery"
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/interceptors/auth"
 	"github.com/gatehouse-dev/gatehouse/interceptors/peerauth"
 	"github.com/gatehouse-dev/gatehouse/interceptors/validation"
 	"github.com/gatehouse-dev/gatehouse/mtls"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
@@ -54,6 +58,13 @@ type Config struct {
 	Consul *api.Client
 	// DrainTimeout bounds how long in-flight calls may take at shutdown.
 	DrainTimeout time.Duration
+	// LeaveTimeout bounds how long shutdown waits, after reporting
+	// NOT_SERVING, for Consul to stop listing the instance as passing
+	// before it deregisters anyway; default 5s.
+	LeaveTimeout time.Duration
+	// Dependencies must each be available once before the instance
+	// reports SERVING; see Dependency.
+	Dependencies []Dependency
 	// Logger is the instance's logger; nil means no logging.
 	Logger *zap.Logger
 	// Certificates is the instance's certificate, key and trusted CAs, kept
@@ -71,8 +82,24 @@ type Config struct {
 	ReflectionCallers []string
 	// AuthDryRun logs calls the access policy would deny instead of
 	// denying them. Callers without a verified identity are refused anyway.
+	// It does not apply to end-user tokens (Tokens).
 	AuthDryRun bool
+	// Tokens verifies the end user's bearer token, which every call to a
+	// method whose user rule is not public must carry: each service checks
+	// it against the method's (gatehouse.policy.v1.method) user rule, so a
+	// caller inside the network cannot skip the gateway's check. Required;
+	// the caller closes it after Run returns.
+	Tokens auth.TokenVerifier
+	// InstanceID is the unique id of the instance in Consul, InstanceHeader,
+	// logs and telemetry; empty means discovery.NewInstanceID(Service).
+	InstanceID string
+	// Telemetry is the instance's metrics, tracing, access log and security
+	// events; the zero value turns them all off.
+	Telemetry Telemetry
 }
+
+// maxInstanceID bounds Config.InstanceID.
+const maxInstanceID = 128
 
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
@@ -83,12 +110,26 @@ func (c *Config) Validate() error {
 		return errors.New("host: listen address is empty")
 	case c.DrainTimeout < 0:
 		return errors.New("host: negative drain timeout")
+	case c.LeaveTimeout < 0:
+		return errors.New("host: negative leave timeout")
 	case c.Certificates == nil:
 		return errors.New("host: certificate source is required; there is no plaintext mode")
+	case c.Tokens == nil:
+		return errors.New("host: token verifier is required; services check the user's " +
+			"token too")
+	case len(c.InstanceID) > maxInstanceID || strings.ContainsFunc(c.InstanceID, badIDRune):
+		return fmt.Errorf("host: instance id %q: want at most %d of A-Z a-z 0-9 . _ -",
+			c.InstanceID, maxInstanceID)
 	}
 
 	if err := identity.ValidateService(c.Service); err != nil {
 		return fmt.Errorf("host: %w", err)
+	}
+
+	for i, d := range c.Dependencies {
+		if d.Name == "" || d.Check == nil {
+			return fmt.Errorf("host: dependency %d needs a name and a check", i)
+		}
 	}
 
 	if c.TrustDomain != "" {
@@ -104,20 +145,26 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+func badIDRune(r rune) bool {
+	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') &&
+		r != '.' && r != '_' && r != '-'
+}
+
 // Host owns one gRPC server, its listener and its registration.
 // Create it with New, register services on Server(), then call Run.
 type Host struct {
-	cfg      Config
-	id       string
-	logger   *zap.Logger
-	lis      net.Listener
-	server   *grpc.Server
-	health   *health.Server
-	services []string
+	cfg    Config
+	id     string
+	logger *zap.Logger
+	lis    net.Listener
+	server *grpc.Server
+	health *health.Server
 	// policy is loaded by Run, before the server accepts connections.
 	policy servedPolicy
-	// registrar is set by Run once the instance is registered.
-	registrar *discovery.Registrar
+	// guard is built by Run, before the server accepts connections.
+	guard servedGuard
+	// metrics is nil without Config.Telemetry.Metrics.
+	metrics *grpcprom.ServerMetrics
 }
 
 // New validates cfg, listens, and builds the gRPC server with the standard
@@ -133,6 +180,9 @@ func New(cfg Config) (*Host, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	if cfg.LeaveTimeout == 0 {
+		cfg.LeaveTimeout = 5 * time.Second
+	}
 	if cfg.TrustDomain == "" {
 		cfg.TrustDomain = identity.DefaultTrustDomain
 	}
@@ -147,56 +197,85 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("host: %w", err)
 	}
 
-	lis, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("host: listen on %q: %w", cfg.ListenAddr, err)
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = discovery.NewInstanceID(cfg.Service)
 	}
-
-	id := discovery.NewInstanceID(cfg.Service)
+	id := cfg.InstanceID
 	h := &Host{
 		cfg:    cfg,
 		id:     id,
 		logger: cfg.Logger.With(zap.String("instance", id)),
-		lis:    lis,
 		health: health.NewServer(),
 	}
 
 	authorizer, err := peerauth.New(&h.policy, peerauth.WithLogger(h.logger),
-		peerauth.WithTrustDomain(cfg.TrustDomain), peerauth.WithDryRun(cfg.AuthDryRun))
+		peerauth.WithTrustDomain(cfg.TrustDomain), peerauth.WithDryRun(cfg.AuthDryRun),
+		peerauth.WithRefusalHook(h.peerRefused))
 	if err != nil {
-		_ = lis.Close()
 		return nil, fmt.Errorf("host: %w", err)
 	}
 
-	recoverOpt := recovery.WithRecoveryHandlerContext(h.recovered)
+	obs, err := newObservability(cfg.Telemetry, id, cfg.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	h.metrics = obs.metrics
 
-	// Interceptor order, first = outermost: recovery turns a panic anywhere
-	// below into Internal; the instance header is set before any error so
-	// failures can be traced to an instance; peerauth refuses a caller
-	// without a verified identity (Unauthenticated) or not allowed for the
-	// method (PermissionDenied) before its request is even looked at;
-	// validation refuses bad input before the handler runs. The transport
-	// below all of them accepts mutual TLS only (see package mtls).
-	h.server = grpc.NewServer(
+	recoverOpt := recovery.WithRecoveryHandlerContext(obs.recoveryHandler(h.recovered))
+
+	// Interceptor order, first = outermost, the same in every service:
+	//  1. metrics count every call by code, refused ones too;
+	//  2. recovery turns a panic anywhere below into Internal (with the
+	//     access log, its hook marks the call's line);
+	//  3. the instance header is set before any error, so failures can be
+	//     traced to an instance;
+	//  4. peerauth refuses a calling service without a verified mTLS
+	//     identity (Unauthenticated) or not allowed to call the method
+	//     (PermissionDenied) before its request is even looked at;
+	//  5. the auth guard checks the end user's bearer token against the
+	//     method's user rule (Unauthenticated, PermissionDenied);
+	//  6. validation refuses bad input (InvalidArgument);
+	//  7. the access log keeps the innermost context, so its line names the
+	//     caller and the principal steps 4 and 5 found (a call refused on
+	//     the way gets the caller from its certificate and no principal).
+	// Stats handlers: tracing's server handler, then the access log, which
+	// reads the span. Parts Telemetry turns off pass calls through. The
+	// transport below all of them accepts mutual TLS only (see package
+	// mtls).
+	opts := append(obs.statsHandlers(cfg.Telemetry),
 		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(
+			obs.metricsUnary(),
 			recovery.UnaryServerInterceptor(recoverOpt),
 			h.unaryInstanceHeader,
 			authorizer.UnaryServerInterceptor(),
+			h.guard.unary,
 			validator.UnaryServerInterceptor(),
+			obs.accessUnary(),
 		),
 		grpc.ChainStreamInterceptor(
+			obs.metricsStream(),
 			recovery.StreamServerInterceptor(recoverOpt),
 			h.streamInstanceHeader,
 			authorizer.StreamServerInterceptor(),
+			h.guard.stream,
 			validator.StreamServerInterceptor(),
+			obs.accessStream(),
 		),
 	)
+
+	// Listen last, so that no error above leaves a listener open.
+	if h.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("host: listen on %q: %w", cfg.ListenAddr, err)
+	}
+
+	h.server = grpc.NewServer(opts...)
 	// Not serving until Run has the access policy and a certificate.
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(h.server, h.health)
 	// Reflection is registered but denied to every caller unless
-	// ReflectionCallers names some (see package policy).
+	// ReflectionCallers names some (see package policy); it needs no user
+	// token (see publicBuiltins).
 	reflection.Register(h.server)
 
 	return h, nil
@@ -210,141 +289,6 @@ func (h *Host) Addr() net.Addr { return h.lis.Addr() }
 
 // Server is the gRPC server to register services on before Run.
 func (h *Host) Server() *grpc.Server { return h.server }
-
-// Run loads the access policy of the registered services (an error names
-// every method without a usable rule), waits for the first certificate,
-// marks every registered service SERVING, registers the instance in Consul
-// and serves until ctx is done. Then it shuts down in order: health
-// NOT_SERVING, deregistration, a drain bounded by DrainTimeout, and a hard
-// stop. It returns nil after an orderly shutdown, also one that came before
-// the first certificate.
-func (h *Host) Run(ctx context.Context) error {
-	if err := h.loadPolicy(); err != nil {
-		_ = h.lis.Close()
-		return err
-	}
-
-	ready, err := h.waitCertificate(ctx)
-	if !ready || err != nil {
-		_ = h.lis.Close()
-		return err
-	}
-
-	for name := range h.server.GetServiceInfo() {
-		h.services = append(h.services, name)
-		h.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- h.server.Serve(h.lis) }()
-
-	if err := h.register(ctx); err != nil {
-		h.server.Stop()
-		return errors.Join(err, <-serveErr)
-	}
-	h.logger.Info("serving", zap.String("service", h.cfg.Service),
-		zap.Stringer("addr", h.lis.Addr()))
-
-	select {
-	case err := <-serveErr:
-		h.deregister()
-		return fmt.Errorf("host: serve %s: %w", h.cfg.Service, err)
-	case <-ctx.Done():
-	}
-
-	h.shutdown()
-
-	// Serve returns nil after GracefulStop or Stop; anything else is news.
-	if err := <-serveErr; err != nil {
-		return fmt.Errorf("host: serve %s: %w", h.cfg.Service, err)
-	}
-
-	return nil
-}
-
-func (h *Host) register(ctx context.Context) error {
-	if h.cfg.Consul == nil {
-		return nil
-	}
-
-	ip, portStr, _ := net.SplitHostPort(h.lis.Addr().String())
-	port, _ := strconv.Atoi(portStr)
-
-	// The check connects over mutual TLS: Consul's agent presents its own
-	// "consul" identity (allowed to call grpc.health.v1.Health only) and
-	// verifies this instance's DNS SAN.
-	id, err := identity.New(h.cfg.TrustDomain, h.cfg.Service)
-	if err != nil {
-		return fmt.Errorf("host: registration of %s: %w", h.id, err)
-	}
-
-	reg := discovery.Registration{
-		Service: h.cfg.Service,
-		ID:      h.id,
-		Address: ip,
-		Port:    port,
-		Tags:    []string{"grpc"},
-		Meta: map[string]string{
-			"version":       h.cfg.Version,
-			"grpc_services": strings.Join(h.services, ","),
-		},
-		CheckTLS:      true,
-		TLSServerName: id.DNSName(),
-	}
-	registrar, err := discovery.NewRegistrar(h.cfg.Consul, reg,
-		discovery.WithLogger(h.logger))
-	if err != nil {
-		return fmt.Errorf("host: registration of %s: %w", h.id, err)
-	}
-	if err := registrar.Register(ctx); err != nil {
-		return fmt.Errorf("host: register %s: %w", h.id, err)
-	}
-	h.registrar = registrar
-
-	return nil
-}
-
-func (h *Host) deregister() {
-	if h.registrar == nil {
-		return
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-
-	if err := h.registrar.Deregister(ctx); err != nil {
-		h.logger.Warn("deregister failed; Consul removes the instance once its check "+
-			"has been critical long enough", zap.Error(err))
-		return
-	}
-	h.logger.Info("deregistered")
-}
-
-func (h *Host) shutdown() {
-	h.logger.Info("shutting down")
-	h.health.Shutdown() // every service NOT_SERVING
-	h.deregister()
-
-	drained := make(chan struct{})
-	go func() {
-		h.server.GracefulStop()
-		close(drained)
-	}()
-
-	timer := time.NewTimer(h.cfg.DrainTimeout)
-	defer timer.Stop()
-
-	select {
-	case <-drained:
-		h.logger.Info("drained")
-	case <-timer.C:
-		h.logger.Warn("drain timed out; closing remaining calls",
-			zap.Duration("drain_timeout", h.cfg.DrainTimeout))
-		h.server.Stop()
-		<-drained
-	}
-}
 
 func (h *Host) recovered(ctx context.Context, p any) error {
 	method, _ := grpc.Method(ctx)

@@ -73,6 +73,11 @@ func TestCallerAuthentication(t *testing.T) {
 	catalog := startHost(t, p, "catalog", nil)
 	orders := startHost(t, p, "orders", nil)
 
+	// Both hosts trust the test's issuer. Calls that pass mTLS need a user
+	// token with the method's scope; TestUserTokens covers the token checks.
+	writer := catalog.tokens.Token(t, "alice", "orders.write")
+	reader := catalog.tokens.Token(t, "alice", "orders.read")
+
 	now := time.Now()
 	leaf := func(td, service string, opts ...pki.Option) *tls.Certificate {
 		id, err := identity.New(td, service)
@@ -108,6 +113,8 @@ func TestCallerAuthentication(t *testing.T) {
 		host  *runningHost
 		call  func(context.Context, *grpc.ClientConn) error
 		code  codes.Code
+		// token is the user's bearer token, if the call carries one.
+		token string
 		// serverLog is expected in the host's log, clientLog in the client's.
 		serverLog, clientLog *wantLog
 	}{
@@ -183,12 +190,12 @@ func TestCallerAuthentication(t *testing.T) {
 		{
 			name:  "allowed, unary",
 			creds: workload("orders", "catalog"),
-			host:  catalog, call: reserveStock, code: codes.OK,
+			host:  catalog, call: reserveStock, code: codes.OK, token: writer,
 		},
 		{
 			name:  "allowed, streaming",
 			creds: workload("gateway", "orders"),
-			host:  orders, call: watchOrder, code: codes.OK,
+			host:  orders, call: watchOrder, code: codes.OK, token: reader,
 		},
 		{
 			name:  "health check by the consul identity",
@@ -206,6 +213,10 @@ func TestCallerAuthentication(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
+
+			if tt.token != "" {
+				ctx = testsupport.WithToken(ctx, tt.token)
+			}
 
 			err := tt.call(ctx, conn)
 			if got := status.Code(err); got != tt.code {
@@ -302,7 +313,11 @@ func TestDryRun(t *testing.T) {
 			skip := catalog.logs.Len()
 			conn := dial(t, catalog.Addr().String(), creds(tt.td, "gateway"))
 
-			err := reserveStock(context.Background(), conn)
+			// The token is good: dry run is about the calling service only.
+			ctx := testsupport.WithToken(context.Background(),
+				catalog.tokens.Token(t, "alice", "orders.write"))
+
+			err := reserveStock(ctx, conn)
 			if got := status.Code(err); got != tt.code {
 				t.Fatalf("ReserveStock as gateway: code %v (%v), want %v", got, err, tt.code)
 			}

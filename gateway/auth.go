@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+)
+
+// Method returns the full gRPC method ("/pkg.Service/Method") the mux
+// matched for r. It works inside the mux's middleware, where the matched
+// pattern is in the request context; elsewhere it reports false.
+func (g *Gateway) Method(r *http.Request) (string, bool) {
+	rt := g.routes.lookup(r)
+	if rt == nil {
+		return "", false
+	}
+
+	return rt.rpc, true
+}
+
+// authenticate runs the auth guard for the matched route. A refused request
+// is answered by the guard (401, 400 or 403 with a WWW-Authenticate
+// challenge) and reported to OnAuthRefused; an allowed one goes on with
+// the principal in its context.
+func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
+	if g.cfg.Auth == nil {
+		return next
+	}
+
+	guard := g.cfg.Auth.HTTPMiddleware(g.Method)
+
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		passed := false
+		h := guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			passed = true
+			next(w, r, params)
+		}))
+		h.ServeHTTP(w, r)
+
+		if passed || g.cfg.OnAuthRefused == nil {
+			return
+		}
+
+		status := http.StatusUnauthorized
+		if rw, ok := w.(*responseWriter); ok && rw.status != 0 {
+			status = rw.status
+		}
+		g.cfg.OnAuthRefused(r, status, w.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// limitPrincipal applies the per-principal rate limit stage, if any.
+func (g *Gateway) limitPrincipal(next runtime.HandlerFunc) runtime.HandlerFunc {
+	if g.cfg.PrincipalLimit == nil {
+		return next
+	}
+
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		h := g.cfg.PrincipalLimit.Wrap(http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) { next(w, r, params) }))
+		h.ServeHTTP(w, r)
+	}
+}
