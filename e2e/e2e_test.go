@@ -23,7 +23,7 @@ import (
 
 const instanceHeader = "Grpc-Metadata-X-Gatehouse-Instance"
 
-func startStack(t *testing.T) *devstack.Stack {
+func startStack(t *testing.T) (*devstack.Stack, *lockedBuffer, string) {
 	t.Helper()
 
 	consulBin, err := testsupport.ConsulBin()
@@ -33,17 +33,19 @@ func startStack(t *testing.T) *devstack.Stack {
 	binDir := testsupport.BuildBinaries(t, "catalog", "orders", "gateway", "devissuer")
 
 	out := &lockedBuffer{buf: &bytes.Buffer{}}
+	admin := freeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	stack, err := devstack.Start(ctx, devstack.Config{
-		BinDir:       binDir,
-		ConsulBin:    consulBin,
-		GatewayAddr:  "127.0.0.1:0",
-		Catalogs:     2,
-		StepInterval: 100 * time.Millisecond,
-		Output:       out,
-		CertDir:      t.TempDir(),
+		BinDir:           binDir,
+		ConsulBin:        consulBin,
+		GatewayAddr:      "127.0.0.1:0",
+		GatewayAdminAddr: admin,
+		Catalogs:         2,
+		StepInterval:     100 * time.Millisecond,
+		Output:           out,
+		CertDir:          t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
@@ -57,7 +59,7 @@ func startStack(t *testing.T) *devstack.Stack {
 		}
 	})
 
-	return stack
+	return stack, out, "http://" + admin + "/metrics"
 }
 
 type response struct {
@@ -113,7 +115,7 @@ func call(t *testing.T, method, url, body string, headers ...string) response {
 }
 
 func TestPlatform(t *testing.T) {
-	stack := startStack(t)
+	stack, output, metricsURL := startStack(t)
 	gw := stack.GatewayURL
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -159,6 +161,10 @@ func TestPlatform(t *testing.T) {
 				}
 			})
 		}
+	})
+
+	t.Run("one request id and trace id across every hop; no secret logged", func(t *testing.T) {
+		checkObservability(t, stack, output, metricsURL, token)
 	})
 
 	t.Run("services registered and passing in consul", func(t *testing.T) {

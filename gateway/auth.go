@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/gatehouse-dev/gatehouse/httpcall"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
@@ -16,6 +17,17 @@ func (g *Gateway) Method(r *http.Request) (string, bool) {
 	}
 
 	return rt.rpc, true
+}
+
+// labelRoute records the matched route template for the access log and
+// metrics, so requests refused before the backend call are labelled too.
+func (g *Gateway) labelRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if rt := g.routes.lookup(r); rt != nil {
+			httpcall.SetRoute(r.Context(), rt.template)
+		}
+		next(w, r, params)
+	}
 }
 
 // authenticate runs the auth guard for the matched route. A refused request

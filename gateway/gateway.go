@@ -237,7 +237,7 @@ func New(cfg Config) (*Gateway, error) {
 		// method's rule (cheap with the verified-token cache), then the
 		// per-principal rate limit, then the route's body, content type and
 		// deadline checks. Each refuses before any backend is called.
-		runtime.WithMiddlewares(g.authenticate, g.limitPrincipal, g.limitRoute),
+		runtime.WithMiddlewares(g.labelRoute, g.authenticate, g.limitPrincipal, g.limitRoute),
 		// Annotators: the route template and innermost context for the
 		// access log and metrics, and the request id for the backends.
 		runtime.WithMetadata(httpcall.Annotate),
