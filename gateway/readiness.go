@@ -60,7 +60,11 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 // backendServing returns nil once an instance behind conn answers a health
 // check of the whole server with SERVING, asking up to readyAttempts times
 // within timeout; otherwise the last answer's error.
-func backendServing(ctx context.Context, conn grpc.ClientConnInterface, timeout time.Duration) error {
+func backendServing(
+	ctx context.Context,
+	conn grpc.ClientConnInterface,
+	timeout time.Duration,
+) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
