@@ -159,6 +159,8 @@ func checkMetrics(t *testing.T, metricsURL string) {
 		`gatehouse_http_requests_total{code="401",method="GET",route="/v1/orders"}`,
 		`grpc_client_handled_total{grpc_code="OK",grpc_method="CreateOrder"`,
 		`gatehouse_auth_failures_total{reason="missing_credentials"}`,
+		`gatehouse_certificate_expiry_seconds{cert="gateway"}`,
+		`gatehouse_certificate_expiry_seconds{cert="gateway-ca"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

@@ -40,9 +40,10 @@ type CertExpiry struct {
 	desc *prometheus.Desc
 	now  func() time.Time
 
-	// mu guards notAfter.
+	// mu guards notAfter and tracked.
 	mu       sync.Mutex
 	notAfter map[string]time.Time
+	tracked  map[string]func() (time.Time, bool)
 }
 
 var _ prometheus.Collector = (*CertExpiry)(nil)
@@ -55,6 +56,7 @@ func NewCertExpiry(reg prometheus.Registerer, opts ...Option) (*CertExpiry, erro
 			"Seconds until each of our certificates expires.", []string{"cert"}, nil),
 		now:      o.now,
 		notAfter: make(map[string]time.Time),
+		tracked:  make(map[string]func() (time.Time, bool)),
 	}
 	if err := register(reg, c); err != nil {
 		return nil, err
@@ -71,10 +73,20 @@ func (c *CertExpiry) Set(name string, notAfter time.Time) {
 	c.mu.Unlock()
 }
 
+// Track reports the certificate called name by asking notAfter at every
+// scrape, so a certificate that rotates from files needs no Set calls.
+// notAfter reports false while there is no certificate yet.
+func (c *CertExpiry) Track(name string, notAfter func() (time.Time, bool)) {
+	c.mu.Lock()
+	c.tracked[name] = notAfter
+	c.mu.Unlock()
+}
+
 // Delete stops reporting the certificate called name.
 func (c *CertExpiry) Delete(name string) {
 	c.mu.Lock()
 	delete(c.notAfter, name)
+	delete(c.tracked, name)
 	c.mu.Unlock()
 }
 
@@ -86,12 +98,22 @@ func (c *CertExpiry) Collect(ch chan<- prometheus.Metric) {
 	now := c.now()
 
 	c.mu.Lock()
-	ms := make([]prometheus.Metric, 0, len(c.notAfter))
+	expiries := make(map[string]time.Time, len(c.notAfter)+len(c.tracked))
 	for name, notAfter := range c.notAfter {
+		expiries[name] = notAfter
+	}
+	for name, fn := range c.tracked {
+		if notAfter, ok := fn(); ok {
+			expiries[name] = notAfter
+		}
+	}
+	c.mu.Unlock()
+
+	ms := make([]prometheus.Metric, 0, len(expiries))
+	for name, notAfter := range expiries {
 		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue,
 			notAfter.Sub(now).Seconds(), name))
 	}
-	c.mu.Unlock()
 
 	for _, m := range ms {
 		ch <- m

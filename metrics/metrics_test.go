@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -445,5 +446,36 @@ func TestConstructorsValidate(t *testing.T) {
 				t.Errorf("succeeded, want an error")
 			}
 		})
+	}
+}
+
+func TestCertExpiryTrack(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ce, err := metrics.NewCertExpiry(reg, metrics.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	notAfter, loaded := now.Add(time.Hour), false
+	ce.Track("svc", func() (time.Time, bool) { return notAfter, loaded })
+
+	if n := testutil.CollectAndCount(ce); n != 0 {
+		t.Fatalf("%d series before the certificate is loaded, want 0", n)
+	}
+
+	loaded = true
+	if got := testutil.ToFloat64(ce); got != 3600 {
+		t.Fatalf("expiry %v s, want 3600", got)
+	}
+
+	notAfter = now.Add(2 * time.Hour) // rotated: no Set call needed
+	if got := testutil.ToFloat64(ce); got != 7200 {
+		t.Fatalf("after rotation %v s, want 7200", got)
+	}
+
+	ce.Delete("svc")
+	if n := testutil.CollectAndCount(ce); n != 0 {
+		t.Fatalf("%d series after Delete, want 0", n)
 	}
 }

@@ -76,6 +76,7 @@ func run() error {
 		return err
 	}
 	defer func() { _ = kit.Close() }()
+	kit.TrackCertificates("catalog", certs)
 
 	tel := host.Telemetry{
 		Metrics:   kit.Registry,

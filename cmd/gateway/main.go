@@ -74,6 +74,7 @@ func run() error {
 		return err
 	}
 	defer edge.close()
+	edge.kit.TrackCertificates("gateway", certs)
 
 	client, err := api.NewClient(&api.Config{Address: *consul})
 	if err != nil {

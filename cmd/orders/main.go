@@ -79,6 +79,7 @@ func run() error {
 		return err
 	}
 	defer func() { _ = kit.Close() }()
+	kit.TrackCertificates("orders", certs)
 
 	tel := host.Telemetry{
 		Metrics:   kit.Registry,

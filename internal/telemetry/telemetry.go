@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/certsource"
 	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/securityevent"
 	"github.com/gatehouse-dev/gatehouse/tracing"
@@ -112,6 +113,26 @@ func (k *Kit) AdminAddr() net.Addr {
 	}
 
 	return k.admin.Addr()
+}
+
+// TrackCertificates reports the expiry of the leaf certificate of src (as
+// name) and of the first CA it trusts (as name + "-ca") on every scrape of
+// gatehouse_certificate_expiry_seconds.
+func (k *Kit) TrackCertificates(name string, src *certsource.Source) {
+	k.CertExpiry.Track(name, func() (time.Time, bool) {
+		b := src.Bundle()
+		if b == nil || b.Certificate == nil || b.Certificate.Leaf == nil {
+			return time.Time{}, false
+		}
+		return b.Certificate.Leaf.NotAfter, true
+	})
+	k.CertExpiry.Track(name+"-ca", func() (time.Time, bool) {
+		b := src.Bundle()
+		if b == nil || len(b.CAs) == 0 {
+			return time.Time{}, false
+		}
+		return b.CAs[0].NotAfter, true
+	})
 }
 
 // Close stops the admin listener and flushes spans, waiting at most 5s.
