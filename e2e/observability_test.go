@@ -120,6 +120,12 @@ func checkObservability(
 		}
 	}
 
+	// A token pasted into the path is refused and must not be logged either.
+	if r := call(t, "GET", stack.GatewayURL+"/v1/orders/"+token, "",
+		"Authorization", "Bearer "+token); r.status != 400 {
+		t.Errorf("token as order id: status %d, want 400", r.status)
+	}
+
 	checkMetrics(t, metricsURL)
 	checkNoSecrets(t, stack, output.String(), token)
 }
@@ -160,6 +166,7 @@ func checkMetrics(t *testing.T, metricsURL string) {
 		`grpc_client_handled_total{grpc_code="OK",grpc_method="CreateOrder"`,
 		`gatehouse_auth_failures_total{reason="missing_credentials"}`,
 		`gatehouse_certificate_expiry_seconds{cert="gateway"}`,
+		`gatehouse_auth_failures_total{reason="malformed_token"}`,
 		`gatehouse_certificate_expiry_seconds{cert="gateway-ca"}`,
 	} {
 		if !strings.Contains(body, want) {

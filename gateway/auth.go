@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gatehouse-dev/gatehouse/httpcall"
+	"github.com/gatehouse-dev/gatehouse/interceptors/auth"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
@@ -43,11 +45,12 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		passed := false
+		box := &refusalBox{}
 		h := guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			passed = true
 			next(w, r, params)
 		}))
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), refusalKey{}, box)))
 
 		if passed || g.cfg.OnAuthRefused == nil {
 			return
@@ -57,7 +60,22 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if rw, ok := w.(*responseWriter); ok && rw.status != 0 {
 			status = rw.status
 		}
-		g.cfg.OnAuthRefused(r, status, w.Header().Get("WWW-Authenticate"))
+		g.cfg.OnAuthRefused(r, status, box.err)
+	}
+}
+
+type refusalKey struct{}
+
+// refusalBox carries the reason of a refusal from the guard's hook back to
+// authenticate, which alone knows the request.
+type refusalBox struct{ err error }
+
+// NoteRefusal is the auth.WithRefusalHook of the gateway's guard: it keeps
+// the detailed reason of a refused request so that OnAuthRefused gets it.
+// Give it to the guard in Config.Auth, or OnAuthRefused sees a nil error.
+func NoteRefusal(ctx context.Context, r auth.Refusal) {
+	if box, ok := ctx.Value(refusalKey{}).(*refusalBox); ok {
+		box.err = r.Err
 	}
 }
 

@@ -93,9 +93,10 @@ type Config struct {
 	// cmd/gateway always sets it.
 	Auth *auth.Guard
 	// OnAuthRefused, when set, is told of every request Auth refused, with
-	// the HTTP status and the WWW-Authenticate challenge of the answer; the
-	// binary counts it as a security event and feeds the abuse guard.
-	OnAuthRefused func(r *http.Request, status int, challenge string)
+	// the HTTP status of the answer and the reason (wrapping a jwtauth or
+	// authz sentinel; nil unless Auth was built with the NoteRefusal hook);
+	// the binary counts it as a security event and feeds the abuse guard.
+	OnAuthRefused func(r *http.Request, status int, reason error)
 	// PrincipalLimit is the per-principal rate limit stage, applied after
 	// authentication; nil means none.
 	PrincipalLimit *httplimit.Stage

@@ -12,12 +12,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// readyAttempts is how many health checks /readyz sends a backend before it
-// calls the backend not ready. An instance that is shutting down answers
-// NOT_SERVING while it still serves calls, until its clients have moved
-// away; round robin sends each attempt to the next instance, so one such
-// instance does not make the gateway unready.
-const readyAttempts = 3
+// notServingPause is the pause between health checks of a backend whose
+// instance answered NOT_SERVING. An instance that is shutting down does
+// that while it still serves calls, until its clients have moved away;
+// round robin sends the next check to the next instance, and within a
+// check interval or so Consul drops the leaving one. So /readyz asks again
+// until its timeout before it calls the backend not ready.
+const notServingPause = 20 * time.Millisecond
 
 // errNotServing is what an instance that answers but does not serve says.
 var errNotServing = errors.New("backend instance not serving")
@@ -58,8 +59,9 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // backendServing returns nil once an instance behind conn answers a health
-// check of the whole server with SERVING, asking up to readyAttempts times
-// within timeout; otherwise the last answer's error.
+// check of the whole server with SERVING. Answers of NOT_SERVING are asked
+// again until timeout; an error (no instance, none reachable) is returned
+// at once.
 func backendServing(
 	ctx context.Context,
 	conn grpc.ClientConnInterface,
@@ -70,23 +72,22 @@ func backendServing(
 
 	client := healthpb.NewHealthClient(conn)
 
-	var err error
-	for range readyAttempts {
-		var resp *healthpb.HealthCheckResponse
+	for {
+		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return fmt.Errorf("check backend health: %w", err)
+		}
 
-		resp, err = client.Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+		if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return nil
 		}
 
-		if err == nil {
-			err = fmt.Errorf("%w: %v", errNotServing, resp.GetStatus())
-		}
-
-		if ctx.Err() != nil {
-			break
+		pause := time.NewTimer(notServingPause)
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return fmt.Errorf("%w: %v until %w", errNotServing, resp.GetStatus(), ctx.Err())
+		case <-pause.C:
 		}
 	}
-
-	return err
 }

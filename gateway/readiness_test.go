@@ -1,15 +1,18 @@
 package gateway_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
@@ -84,8 +87,10 @@ func TestReadinessWithInstanceLeaving(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = conn.Close() })
 
+			waitConnected(t, conn, len(addrs))
+
 			gw, err := gateway.New(gateway.Config{Catalog: conn, Orders: conn,
-				OpenAPI: openapi.Document})
+				OpenAPI: openapi.Document, ReadyTimeout: 300 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,5 +105,28 @@ func TestReadinessWithInstanceLeaving(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waitConnected waits until calls on conn have reached n instances, so
+// that round robin has a ready connection to each.
+func waitConnected(t *testing.T, conn *grpc.ClientConn, n int) {
+	t.Helper()
+
+	client := healthpb.NewHealthClient(conn)
+	seen := map[string]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+
+	for len(seen) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("calls reached %d of %d instances", len(seen), n)
+		}
+
+		var p peer.Peer
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{},
+			grpc.Peer(&p), grpc.WaitForReady(true))
+		if err == nil && p.Addr != nil {
+			seen[p.Addr.String()] = true
+		}
 	}
 }

@@ -3,7 +3,8 @@
 //	devissuer serve  runs the token, JWKS and discovery endpoints on loopback
 //	devissuer mint   prints a token with chosen claims
 //
-// Both use the same key file (default .run/devissuer/keys.json, mode 0600),
+// Both use the same key file (default .run/certs/devissuer-keys.json, the one
+// make run uses; mode 0600),
 // created on first use, so minted tokens verify against the served JWKS.
 package main
 
@@ -19,7 +20,7 @@ import (
 )
 
 // defaultKeyFile is shared by serve and mint.
-const defaultKeyFile = ".run/devissuer/keys.json"
+const defaultKeyFile = ".run/certs/devissuer-keys.json"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {

@@ -92,7 +92,9 @@ func (f *edgeFlags) start(logger *zap.Logger) (_ *edge, err error) {
 		return nil, err
 	}
 	f.auth.StartInBackground(ctx, e.verifier, logger)
-	if e.guard, err = authflags.Guard(e.verifier, logger, apiServices); err != nil {
+	e.guard, err = authflags.GuardWith(e.verifier, apiServices, nil,
+		auth.WithLogger(logger), auth.WithRefusalHook(gateway.NoteRefusal))
+	if err != nil {
 		return nil, err
 	}
 
@@ -140,7 +142,7 @@ func (f *edgeFlags) startRateLimits(e *edge) error {
 	}
 	if cfg.PerIP != nil {
 		e.perIP, err = httplimit.NewIPStage(e.limiter, *cfg.PerIP, e.ips,
-			httplimit.WithLogger(e.logger))
+			httplimit.WithLogger(e.logger), httplimit.WithRefusalHook(e.rateLimited))
 	}
 
 	return err
@@ -195,7 +197,8 @@ func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) 
 	}
 
 	stage, err := httplimit.NewPrincipalStage(e.limiter, *e.rate.PerPrincipal, principalKey,
-		httplimit.WithLogger(e.logger), httplimit.WithMethodResolver(resolve))
+		httplimit.WithLogger(e.logger), httplimit.WithMethodResolver(resolve),
+		httplimit.WithRefusalHook(e.rateLimited))
 	if err != nil {
 		return err
 	}
@@ -206,7 +209,7 @@ func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) 
 
 // authRefused records a refused request: a security event, and for
 // authentication failures (not 403s) a strike for the abuse guard.
-func (e *edge) authRefused(r *http.Request, status int, challenge string) {
+func (e *edge) authRefused(r *http.Request, status int, reason error) {
 	ip := e.clientIP(r)
 	method := r.Method + " " + r.URL.Path
 
@@ -219,32 +222,17 @@ func (e *edge) authRefused(r *http.Request, status int, challenge string) {
 	}
 
 	e.kit.Events.AuthFailure(r.Context(), securityevent.AuthFailure{
-		Reason: reasonOf(challenge), ClientIP: ip, Method: method,
+		Reason: securityevent.TokenReason(reason), ClientIP: ip, Method: method,
 	})
 	e.abuse.RecordFailure(ip)
 }
 
-// reasonOf picks the security-event reason from an RFC 6750 challenge.
-func reasonOf(challenge string) securityevent.Reason {
-	c := strings.ToLower(challenge)
-	switch {
-	case !strings.Contains(c, "error="):
-		return securityevent.ReasonMissingCredentials
-	case strings.Contains(c, "expired"):
-		return securityevent.ReasonExpired
-	case strings.Contains(c, "not yet"), strings.Contains(c, "not valid yet"):
-		return securityevent.ReasonNotYetValid
-	case strings.Contains(c, "signature"):
-		return securityevent.ReasonBadSignature
-	case strings.Contains(c, "issuer"):
-		return securityevent.ReasonWrongIssuer
-	case strings.Contains(c, "audience"):
-		return securityevent.ReasonWrongAudience
-	case strings.Contains(c, "key"):
-		return securityevent.ReasonUnknownKey
-	default:
-		return securityevent.ReasonMalformedToken
-	}
+// rateLimited records a request a rate-limit stage refused.
+func (e *edge) rateLimited(r *http.Request, stage, key string) {
+	e.kit.Events.RateLimitRejected(r.Context(), securityevent.RateLimitRejected{
+		Limiter: "per_" + stage, Key: key, ClientIP: e.clientIP(r),
+		Method: r.Method + " " + r.URL.Path,
+	})
 }
 
 func (e *edge) clientIP(r *http.Request) string {
@@ -308,5 +296,6 @@ func principalKey(r *http.Request) (string, string, bool) {
 type redisLogger struct{ logger *zap.Logger }
 
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.logger.Warn(fmt.Sprintf(format, v...))
+	// The limiter itself logs an outage once; go-redis repeats it per dial.
+	l.logger.Debug(fmt.Sprintf(format, v...))
 }

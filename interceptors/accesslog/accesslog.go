@@ -17,6 +17,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,4 +170,42 @@ func truncate(s string, n int) string {
 	}
 
 	return s
+}
+
+// safePath is the request path as logged: each segment that looks like a
+// credential (a JWT, or any run of 40 or more base64url characters, as
+// access keys and session tokens are) is replaced by "[redacted]", then the
+// whole is truncated. A client that puts a token in the path must not get
+// it into the logs.
+func safePath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		if looksSecret(seg) {
+			segs[i] = "[redacted]"
+		}
+	}
+
+	return truncate(strings.Join(segs, "/"), maxText)
+}
+
+func looksSecret(seg string) bool {
+	if strings.HasPrefix(seg, "eyJ") && strings.Count(seg, ".") >= 1 {
+		return true
+	}
+
+	run := 0
+	for _, c := range seg {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', c == '+', c == '=':
+			run++
+			if run >= 40 {
+				return true
+			}
+		default:
+			run = 0
+		}
+	}
+
+	return false
 }

@@ -91,7 +91,7 @@ func (h *HTTP) recovered(
 		zap.String("request_id", requestid.FromContext(r.Context())),
 		traceID, spanID,
 		zap.String("http_method", r.Method),
-		zap.String("path", truncate(r.URL.Path, maxText)),
+		zap.String("path", safePath(r.URL.Path)),
 		zap.String("panic", truncate(fmt.Sprint(p), maxPanic)),
 		zap.Stack("stack"),
 	)
@@ -135,7 +135,7 @@ func (h *HTTP) write(
 		zap.String("client_ip", h.opts.clientIP(r)),
 		zap.String("http_method", r.Method),
 		zap.String("route", call.Route()),
-		zap.String("path", truncate(r.URL.Path, maxText)),
+		zap.String("path", safePath(r.URL.Path)),
 		zap.Int("status", status),
 		zap.String("grpc_code", call.Code().String()),
 		latencyMS(h.opts.now().Sub(start)),

@@ -51,20 +51,31 @@ type PrincipalFunc func(r *http.Request) (key, class string, ok bool)
 
 // Stage limits requests with one Policy. It is safe for concurrent use.
 type Stage struct {
-	guard   *ratelimit.Guard
-	caller  PrincipalFunc
-	methods MethodResolver
-	logger  *zap.Logger
+	guard     *ratelimit.Guard
+	caller    PrincipalFunc
+	methods   MethodResolver
+	logger    *zap.Logger
+	name      string
+	onRefusal func(r *http.Request, stage, key string)
 }
 
 // Option configures a Stage.
 type Option func(*options)
 
 type options struct {
-	name     string
-	logger   *zap.Logger
-	ipv6Bits int
-	methods  MethodResolver
+	name      string
+	logger    *zap.Logger
+	ipv6Bits  int
+	methods   MethodResolver
+	onRefusal func(r *http.Request, stage, key string)
+}
+
+// WithRefusalHook sets fn to be called for every request the stage refuses
+// (not for dry-run refusals), with the stage name and the bucket key, for
+// example to record a security event. It runs on the request's path: keep
+// it quick and safe for concurrent use.
+func WithRefusalHook(fn func(r *http.Request, stage, key string)) Option {
+	return func(o *options) { o.onRefusal = fn }
 }
 
 // WithName sets the stage name used in bucket keys and logs ("ip" and
@@ -172,10 +183,12 @@ func newStage(
 	}
 
 	return &Stage{
-		guard:   guard,
-		caller:  caller,
-		methods: o.methods,
-		logger:  o.logger.Named("ratelimit").With(zap.String("stage", o.name)),
+		guard:     guard,
+		caller:    caller,
+		methods:   o.methods,
+		logger:    o.logger.Named("ratelimit").With(zap.String("stage", o.name)),
+		name:      o.name,
+		onRefusal: o.onRefusal,
 	}, nil
 }
 
@@ -216,6 +229,9 @@ func (s *Stage) Wrap(next http.Handler) http.Handler {
 		}
 
 		if v.Refused() {
+			if s.onRefusal != nil {
+				s.onRefusal(r, s.name, key)
+			}
 			WriteRefused(w, v.RetryAfter)
 			return
 		}

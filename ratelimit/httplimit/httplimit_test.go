@@ -628,3 +628,42 @@ func TestLimiterFailureAnswers503(t *testing.T) {
 		t.Errorf("Stats().Errors = %d, want 1", got)
 	}
 }
+
+func TestRefusalHook(t *testing.T) {
+	limiter, err := ratelimit.NewLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips, err := clientip.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type refusal struct{ stage, key string }
+	var got []refusal
+	stage, err := httplimit.NewIPStage(limiter,
+		ratelimit.Policy{Default: ratelimit.Rule{Rate: 1, Burst: 2}}, ips,
+		httplimit.WithRefusalHook(func(_ *http.Request, stage, key string) {
+			got = append(got, refusal{stage, key})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := stage.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	codes := map[int]int{}
+	for range 5 {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "/v1/products", nil)
+		r.RemoteAddr = "192.0.2.7:4000"
+		h.ServeHTTP(w, r)
+		codes[w.Code]++
+	}
+
+	if codes[http.StatusTooManyRequests] != 3 || len(got) != 3 {
+		t.Fatalf("statuses %v and %d hook calls, want 3 refusals reported", codes, len(got))
+	}
+	if got[0] != (refusal{"ip", "192.0.2.7"}) {
+		t.Fatalf("hook got %+v, want stage ip and key 192.0.2.7", got[0])
+	}
+}

@@ -279,35 +279,8 @@ func (h *Host) tokenRefused(ctx context.Context, r auth.Refusal) {
 	}
 
 	events.AuthFailure(ctx, securityevent.AuthFailure{
-		Reason: tokenReason(r.Err), ClientIP: ip, Method: r.Method, Detail: r.Err.Error(),
+		Reason: securityevent.TokenReason(r.Err), ClientIP: ip, Method: r.Method, Detail: r.Err.Error(),
 	})
-}
-
-// tokenReason is the security-event reason of a token that was not
-// accepted.
-func tokenReason(err error) securityevent.Reason {
-	reasons := []struct {
-		err    error
-		reason securityevent.Reason
-	}{
-		{jwtauth.ErrNoToken, securityevent.ReasonMissingCredentials},
-		{jwtauth.ErrTokenExpired, securityevent.ReasonExpired},
-		{jwtauth.ErrTokenNotYetValid, securityevent.ReasonNotYetValid},
-		{jwtauth.ErrBadSignature, securityevent.ReasonBadSignature},
-		{jwtauth.ErrUnknownIssuer, securityevent.ReasonWrongIssuer},
-		{jwtauth.ErrWrongAudience, securityevent.ReasonWrongAudience},
-		{jwtauth.ErrUnknownKey, securityevent.ReasonUnknownKey},
-		// Our failure, not the caller's, but counted with the rest.
-		{jwtauth.ErrKeysUnavailable, "keys_unavailable"},
-	}
-
-	for _, r := range reasons {
-		if errors.Is(err, r.err) {
-			return r.reason
-		}
-	}
-
-	return securityevent.ReasonMalformedToken
 }
 
 // peerIP is the IP address of the peer of ctx, "" when unknown.
