@@ -4,23 +4,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/gatehouse-dev/gatehouse/discovery"
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
-	"github.com/gatehouse-dev/gatehouse/internal/authflags"
-	"github.com/gatehouse-dev/gatehouse/internal/certflags"
-	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
-	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+	"github.com/gatehouse-dev/gatehouse/internal/servicecmd"
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
 	"github.com/gatehouse-dev/gatehouse/services/host"
-	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
 )
 
@@ -35,108 +26,42 @@ func main() {
 }
 
 func run() error {
-	var (
-		logFlags  logconfig.Flags
-		certFlags certflags.Flags
-		authFlags certflags.Auth
-		jwtFlags  authflags.Flags
-		telFlags  telemetry.Flags
-		listen    = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
-		consul    = flag.String("consul", api.DefaultConfig().Address,
-			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
-		drain = flag.Duration("drain-timeout", 10*time.Second, "longest wait for calls at shutdown")
-		stock = flag.Int64("seed-stock", 0,
-			"raise every sample product's stock to at least this, for load tests; 0 keeps it")
-	)
-	logFlags.Register(flag.CommandLine)
-	certFlags.Register(flag.CommandLine)
-	authFlags.Register(flag.CommandLine)
-	jwtFlags.Register(flag.CommandLine)
-	telFlags.Register(flag.CommandLine, "127.0.0.1:0")
+	var flags servicecmd.Flags
+	flags.Register(flag.CommandLine)
+	stock := flag.Int64("seed-stock", 0,
+		"raise every sample product's stock to at least this, for load tests; 0 keeps it")
 	flag.Parse()
-
-	logger, err := logFlags.Build("catalog")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = logger.Sync() }()
-
-	certs, err := certFlags.Source("catalog", logger)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = certs.Close() }()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	instance := discovery.NewInstanceID("catalog")
-	kit, err := telFlags.Start("catalog", instance, logger)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = kit.Close() }()
-	kit.TrackCertificates("catalog", certs)
-
-	tel := host.Telemetry{
-		Metrics:   kit.Registry,
-		Tracing:   kit.Tracing,
-		AccessLog: logger,
-		Events:    kit.Events,
-	}
-
-	// Waits, within -jwt-start-timeout, for the issuer's keys: without them
-	// no call that needs a user token could be served.
-	verifier, err := jwtFlags.Verifier(ctx, logger)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = verifier.Close() }()
-
-	client, err := api.NewClient(&api.Config{Address: *consul})
-	if err != nil {
-		return fmt.Errorf("consul client for %q: %w", *consul, err)
-	}
 
 	if *stock < 0 {
 		return fmt.Errorf("-seed-stock %d: want 0 or more", *stock)
 	}
+
+	svc, err := flags.Start("catalog")
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
 	products := catalog.SampleProducts()
 	for _, p := range products {
 		p.Stock = max(p.GetStock(), *stock)
 	}
-
 	store, err := catalog.NewStore(products)
 	if err != nil {
 		return err
 	}
-	svc, err := catalog.NewServer(store, catalog.WithLogger(logger))
+	server, err := catalog.NewServer(store, catalog.WithLogger(svc.Logger))
 	if err != nil {
 		return err
 	}
 
-	h, err := host.New(host.Config{
-		Service:           "catalog",
-		ListenAddr:        *listen,
-		Version:           version,
-		Consul:            client,
-		DrainTimeout:      *drain,
-		Logger:            logger,
-		Certificates:      certs,
-		TrustDomain:       certFlags.TrustDomain,
-		KnownServices:     authFlags.KnownServices,
-		ReflectionCallers: authFlags.ReflectionCallers,
-		AuthDryRun:        authFlags.DryRun,
-		Tokens:            verifier,
-		InstanceID:        instance,
-		Telemetry:         tel,
-	})
+	h, err := host.New(svc.HostConfig(version))
 	if err != nil {
 		return err
 	}
-	catalogv1.RegisterCatalogServiceServer(h.Server(), svc)
+	catalogv1.RegisterCatalogServiceServer(h.Server(), server)
 
-	logger.Info("starting", zap.String("version", version), zap.String("consul", *consul))
+	svc.Logger.Info("starting", zap.String("version", version), zap.String("consul", flags.Consul))
 
-	return h.Run(ctx)
+	return h.Run(svc.Context)
 }

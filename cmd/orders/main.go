@@ -1,6 +1,6 @@
 // Command orders runs one instance of the orders service. It finds catalog
 // instances through Consul and reserves stock on them over gRPC with mutual
-// TLS, accepting only servers that prove the catalog identity.
+// TLS, passing the user's token on.
 package main
 
 import (
@@ -8,21 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/discovery"
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
-	"github.com/gatehouse-dev/gatehouse/internal/authflags"
-	"github.com/gatehouse-dev/gatehouse/internal/certflags"
-	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
-	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+	"github.com/gatehouse-dev/gatehouse/internal/servicecmd"
 	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/gatehouse-dev/gatehouse/services/host"
 	"github.com/gatehouse-dev/gatehouse/services/orders"
-	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -38,76 +32,59 @@ func main() {
 }
 
 func run() error {
-	var (
-		logFlags  logconfig.Flags
-		certFlags certflags.Flags
-		authFlags certflags.Auth
-		jwtFlags  authflags.Flags
-		telFlags  telemetry.Flags
-		listen    = flag.String("listen", "127.0.0.1:0", "gRPC listen address (port 0 picks one)")
-		consul    = flag.String("consul", api.DefaultConfig().Address,
-			"Consul agent HTTP address (env CONSUL_HTTP_ADDR)")
-		drain  = flag.Duration("drain-timeout", 10*time.Second, "longest wait for calls at shutdown")
-		step   = flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
-		callTO = flag.Duration("catalog-timeout", 5*time.Second, "deadline of each call to catalog")
-	)
-	logFlags.Register(flag.CommandLine)
-	certFlags.Register(flag.CommandLine)
-	authFlags.Register(flag.CommandLine)
-	jwtFlags.Register(flag.CommandLine)
-	telFlags.Register(flag.CommandLine, "127.0.0.1:0")
+	var flags servicecmd.Flags
+	flags.Register(flag.CommandLine)
+	step := flag.Duration("step-interval", 3*time.Second, "time an order spends in each status")
+	callTO := flag.Duration("catalog-timeout", 5*time.Second, "deadline of each call to catalog")
 	flag.Parse()
 
-	logger, err := logFlags.Build("orders")
+	svc, err := flags.Start("orders")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logger.Sync() }()
+	defer svc.Close()
 
-	certs, err := certFlags.Source("orders", logger)
+	conn, err := dialCatalog(svc, &flags, *callTO)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = certs.Close() }()
+	defer func() { _ = conn.Close() }()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	instance := discovery.NewInstanceID("orders")
-	kit, err := telFlags.Start("orders", instance, logger)
+	server, err := orders.NewServer(orders.NewStore(), catalogv1.NewCatalogServiceClient(conn),
+		orders.WithLogger(svc.Logger), orders.WithStepInterval(*step))
 	if err != nil {
 		return err
 	}
-	defer func() { _ = kit.Close() }()
-	kit.TrackCertificates("orders", certs)
+	defer server.Close()
 
-	tel := host.Telemetry{
-		Metrics:   kit.Registry,
-		Tracing:   kit.Tracing,
-		AccessLog: logger,
-		Events:    kit.Events,
-	}
-
-	// Waits, within -jwt-start-timeout, for the issuer's keys: without them
-	// no call that needs a user token could be served.
-	verifier, err := jwtFlags.Verifier(ctx, logger)
+	cfg := svc.HostConfig(version)
+	// Not ready until a catalog instance answers: orders cannot take an
+	// order without one. It may start first and waits for it.
+	cfg.Dependencies = []host.Dependency{host.HealthDependency("catalog", conn)}
+	h, err := host.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = verifier.Close() }()
+	ordersv1.RegisterOrderServiceServer(h.Server(), server)
 
-	catalogID, err := certFlags.ID("catalog")
-	if err != nil {
-		return err
-	}
-	catalogCreds, err := mtls.NewClientCredentials(certs, catalogID, mtls.WithLogger(logger))
-	if err != nil {
-		return err
-	}
+	svc.Logger.Info("starting", zap.String("version", version), zap.String("consul", flags.Consul))
 
-	client, err := api.NewClient(&api.Config{Address: *consul})
+	return h.Run(svc.Context)
+}
+
+// dialCatalog connects to every catalog instance Consul lists as passing.
+func dialCatalog(
+	svc *servicecmd.Service,
+	flags *servicecmd.Flags,
+	callTimeout time.Duration,
+) (*grpc.ClientConn, error) {
+	catalogID, err := flags.Certs.ID("catalog")
 	if err != nil {
-		return fmt.Errorf("consul client for %q: %w", *consul, err)
+		return nil, err
+	}
+	creds, err := mtls.NewClientCredentials(svc.Certs, catalogID, mtls.WithLogger(svc.Logger))
+	if err != nil {
+		return nil, err
 	}
 
 	// Reads and ReserveStock (idempotent per order id) are retried on
@@ -115,64 +92,31 @@ func run() error {
 	serviceConfig, err := discovery.RetryingServiceConfig(discovery.DefaultRetryPolicy,
 		catalogv1.CatalogService_ServiceDesc.ServiceName)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// Tracing, metrics, the request id and the user's token (ReserveStock
 	// needs the user's orders.write scope in the catalog too) go with every
 	// call, as from every service.
-	dialOpts, err := host.DialOptions(tel)
+	dialOpts, err := host.DialOptions(svc.Telemetry)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// Catalog instances are dialed by the IP Consul returns; the credentials
 	// accept only a server whose certificate carries the catalog identity.
 	conn, err := grpc.NewClient(discovery.Target("catalog"), append(dialOpts,
-		grpc.WithResolvers(discovery.NewResolverBuilder(client, discovery.WithLogger(logger))),
+		grpc.WithResolvers(discovery.NewResolverBuilder(svc.Consul,
+			discovery.WithLogger(svc.Logger))),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithTransportCredentials(catalogCreds),
-		grpc.WithChainUnaryInterceptor(defaultDeadline(*callTO)),
+		grpc.WithTransportCredentials(creds),
+		grpc.WithChainUnaryInterceptor(defaultDeadline(callTimeout)),
 	)...)
 	if err != nil {
-		return fmt.Errorf("dial catalog: %w", err)
+		return nil, fmt.Errorf("dial catalog: %w", err)
 	}
-	defer func() { _ = conn.Close() }()
 
-	svc, err := orders.NewServer(orders.NewStore(), catalogv1.NewCatalogServiceClient(conn),
-		orders.WithLogger(logger), orders.WithStepInterval(*step))
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-
-	h, err := host.New(host.Config{
-		Service:           "orders",
-		ListenAddr:        *listen,
-		Version:           version,
-		Consul:            client,
-		DrainTimeout:      *drain,
-		Logger:            logger,
-		Certificates:      certs,
-		TrustDomain:       certFlags.TrustDomain,
-		KnownServices:     authFlags.KnownServices,
-		ReflectionCallers: authFlags.ReflectionCallers,
-		AuthDryRun:        authFlags.DryRun,
-		Tokens:            verifier,
-		InstanceID:        instance,
-		Telemetry:         tel,
-		// Not ready until a catalog instance answers: orders cannot take an
-		// order without one. It may start first and waits for it.
-		Dependencies: []host.Dependency{host.HealthDependency("catalog", conn)},
-	})
-	if err != nil {
-		return err
-	}
-	ordersv1.RegisterOrderServiceServer(h.Server(), svc)
-
-	logger.Info("starting", zap.String("version", version), zap.String("consul", *consul))
-
-	return h.Run(ctx)
+	return conn, nil
 }
 
 // defaultDeadline gives every outgoing call a deadline unless the incoming
