@@ -189,6 +189,13 @@ type watchState struct {
 // Errors talking to Consul say nothing about the instances, so the last
 // known set is kept; once it is older than the maximum staleness, each
 // failure is also reported to gRPC, wrapped in ErrStale.
+//
+// Limitation: instances that went away while Consul was down, or that
+// never register again after it came back empty, stay in the set for up to
+// the maximum staleness. Calls picked for them fail fast with Unavailable
+// (their connections are gone), and retrying calls move on, but a service
+// whose every instance went away answers those errors instead of failing
+// fast with "no instances".
 func (r *consulResolver) watch(ctx context.Context) {
 	defer close(r.done)
 

@@ -30,7 +30,6 @@ func startStack(t *testing.T) (*devstack.Stack, *lockedBuffer, string) {
 	if err != nil {
 		t.Fatalf("consul binary: %v", err)
 	}
-	binDir := testsupport.BuildBinaries(t, "catalog", "orders", "gateway", "devissuer")
 
 	out := &lockedBuffer{buf: &bytes.Buffer{}}
 	admin := freeAddr(t)

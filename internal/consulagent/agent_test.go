@@ -356,3 +356,68 @@ func TestStartCancelledLeavesNoProcess(t *testing.T) {
 		t.Errorf("Start with a done context: error = %v, want context.Canceled", err)
 	}
 }
+
+// TestNewThenStart prepares an agent whose address is known before it runs,
+// then starts, stops and starts it again on the same ports.
+func TestNewThenStart(t *testing.T) {
+	t.Parallel()
+
+	agent := testsupport.NewConsul(t, consulagent.Config{})
+
+	client, err := agent.Client()
+	if err != nil {
+		t.Fatalf("Client(): %v", err)
+	}
+
+	if pid := agent.PID(); pid != 0 {
+		t.Fatalf("PID() = %d before Start, want 0", pid)
+	}
+
+	if _, err := client.Status().Leader(); err == nil {
+		t.Fatalf("an agent answers on %s before Start", agent.HTTPAddr())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	addr, ports := agent.HTTPAddr(), agent.Ports()
+
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{name: "start", run: func() error { return agent.Start(ctx) }},
+		{name: "start again does nothing", run: func() error { return agent.Start(ctx) }},
+		{name: "start after stop", run: func() error {
+			if err := agent.Stop(); err != nil {
+				return err
+			}
+
+			return agent.Start(ctx)
+		}},
+	}
+
+	var lastPID int
+
+	for _, step := range steps {
+		if err := step.run(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+
+		if leader, err := client.Status().Leader(); err != nil || leader == "" {
+			t.Fatalf("%s: leader %q, %v; want one", step.name, leader, err)
+		}
+
+		if agent.HTTPAddr() != addr || agent.Ports() != ports {
+			t.Errorf("%s: addr %s ports %+v, want %s %+v",
+				step.name, agent.HTTPAddr(), agent.Ports(), addr, ports)
+		}
+
+		pid := agent.PID()
+		if again := step.name == "start again does nothing"; again != (pid == lastPID) {
+			t.Errorf("%s: pid %d, previous %d", step.name, pid, lastPID)
+		}
+
+		lastPID = pid
+	}
+}

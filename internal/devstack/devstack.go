@@ -42,8 +42,11 @@ type Config struct {
 	GatewayAddr string
 	// GatewayAdminAddr is the gateway's admin (metrics) listener; empty
 	// keeps the gateway's default. Tests that may run next to another
-	// stack use port 0.
+	// stack pick a free port.
 	GatewayAdminAddr string
+	// GatewayArgs are appended to the gateway's command line, e.g. to
+	// point it at other rate limits.
+	GatewayArgs []string
 	// IssuerAddr is the dev OAuth 2.0 issuer's address; port 0 (the
 	// default) picks a free one.
 	IssuerAddr string
@@ -244,7 +247,7 @@ func (s *Stack) StartGateway() error {
 		args = append(args, "-admin-listen", s.cfg.GatewayAdminAddr)
 	}
 
-	_, err := s.StartProcess("gateway", "gateway", args...)
+	_, err := s.StartProcess("gateway", "gateway", append(args, s.cfg.GatewayArgs...)...)
 
 	return err
 }

@@ -1,6 +1,7 @@
 package testsupport
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -12,12 +13,23 @@ import (
 func BuildBinaries(t testing.TB, names ...string) string {
 	t.Helper()
 
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatalf("find repository root: %v", err)
+	dir := t.TempDir()
+	if err := BuildBinariesInto(dir, names...); err != nil {
+		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
+	return dir
+}
+
+// BuildBinariesInto builds the named commands of cmd/ into dir. It is for a
+// TestMain that builds once for every test of a package; tests use
+// BuildBinaries.
+func BuildBinariesInto(dir string, names ...string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return fmt.Errorf("find repository root: %w", err)
+	}
+
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	for _, n := range names {
 		args = append(args, "./cmd/"+n)
@@ -26,8 +38,8 @@ func BuildBinaries(t testing.TB, names ...string) string {
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %v: %v\n%s", args, err, out)
+		return fmt.Errorf("go %v: %w\n%s", args, err, out)
 	}
 
-	return dir
+	return nil
 }

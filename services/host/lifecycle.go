@@ -218,6 +218,13 @@ func (h *Host) shutdown(registrar *discovery.Registrar, b *background) {
 
 // leave waits, at most LeaveTimeout, until Consul no longer lists the
 // instance as passing, and then leaveMargin more for the clients.
+//
+// Limitation: Consul's view is all it waits for. When Consul is down it
+// waits the whole LeaveTimeout for nothing, and clients, which keep their
+// last known instances then, learn that this one is gone only when the
+// drain closes its connections: calls in flight finish, later ones go to
+// the instances whose connections still work, and a call that races the
+// close fails with Unavailable unless it is a read, which is retried.
 func (h *Host) leave(registrar *discovery.Registrar) {
 	if registrar == nil {
 		return

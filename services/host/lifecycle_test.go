@@ -89,7 +89,11 @@ func launch(
 func registerCatalog(s *grpc.Server) { catalogv1.RegisterCatalogServiceServer(s, fakeCatalog{}) }
 
 // clientCreds are the mutual TLS credentials of client calling server.
-func clientCreds(t *testing.T, p *testsupport.TestPKI, client, server string) credentials.TransportCredentials {
+func clientCreds(
+	t *testing.T,
+	p *testsupport.TestPKI,
+	client, server string,
+) credentials.TransportCredentials {
 	t.Helper()
 
 	src := testsupport.StaticSource{B: p.Bundle(p.Leaf(t, testsupport.ID(t, client)))}
