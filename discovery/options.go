@@ -49,6 +49,16 @@ type options struct {
 	backoffBase  time.Duration
 	backoffMax   time.Duration
 	maxStaleness time.Duration
+	onChange     func(service string, instanceIDs []string)
+}
+
+// WithChangeHook sets fn to be called by a resolver every time the set of
+// passing instances it gives gRPC changes, with the service name and the
+// sorted instance ids, for example to export the number of healthy
+// endpoints or record a discovery event. It runs on the resolver's watch
+// goroutine: keep it quick.
+func WithChangeHook(fn func(service string, instanceIDs []string)) Option {
+	return func(o *options) { o.onChange = fn }
 }
 
 // WithLogger sets the logger. The default is zap.NewNop(). A nil logger is

@@ -391,6 +391,10 @@ func (r *consulResolver) push(set []instance) {
 	r.logger.Info("passing instances changed",
 		zap.Int("count", len(set)), zap.Strings("instance_ids", ids))
 
+	if r.opts.onChange != nil {
+		r.opts.onChange(r.service, ids)
+	}
+
 	err := r.cc.UpdateState(resolver.State{Addresses: addrs, Endpoints: endpoints})
 	if err != nil {
 		// The balancer rejects an empty list (that is the fail-fast policy at

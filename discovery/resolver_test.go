@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,7 +199,17 @@ func TestResolverFollowsPassingSet(t *testing.T) {
 	agent := testsupport.StartConsul(t)
 	client := consulClient(t, agent)
 
-	cc, _ := buildResolver(t, client, "echo", discovery.WithWaitTime(5*time.Second))
+	var (
+		hookMu    sync.Mutex
+		hookCalls []string
+	)
+	hook := func(service string, ids []string) {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		hookCalls = append(hookCalls, service+":"+strings.Join(ids, ","))
+	}
+	cc, _ := buildResolver(t, client, "echo", discovery.WithWaitTime(5*time.Second),
+		discovery.WithChangeHook(hook))
 
 	// Nothing registered yet: the empty set is pushed, not withheld.
 	waitState(t, cc, "[]")
@@ -223,6 +234,14 @@ func TestResolverFollowsPassingSet(t *testing.T) {
 	states, errs := cc.snapshot()
 	if len(errs) != 0 {
 		t.Errorf("resolver reported errors with a healthy Consul: %v", errs)
+	}
+
+	hookMu.Lock()
+	calls := append([]string(nil), hookCalls...)
+	hookMu.Unlock()
+	if len(calls) != len(states) || calls[len(calls)-1] != "echo:echo-a" {
+		t.Errorf("change hook saw %v for %d pushed states; want one call per state, "+
+			"the last echo:echo-a", calls, len(states))
 	}
 
 	for i := 1; i < len(states); i++ {

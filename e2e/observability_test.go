@@ -166,6 +166,7 @@ func checkMetrics(t *testing.T, metricsURL string) {
 		`grpc_client_handled_total{grpc_code="OK",grpc_method="CreateOrder"`,
 		`gatehouse_auth_failures_total{reason="missing_credentials"}`,
 		`gatehouse_certificate_expiry_seconds{cert="gateway"}`,
+		`gatehouse_discovery_healthy_endpoints{service="orders"} 1`,
 		`gatehouse_auth_failures_total{reason="malformed_token"}`,
 		`gatehouse_certificate_expiry_seconds{cert="gateway-ca"}`,
 	} {

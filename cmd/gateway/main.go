@@ -85,7 +85,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	resolvers := discovery.NewResolverBuilder(client, discovery.WithLogger(logger))
+	resolvers := discovery.NewResolverBuilder(client, discovery.WithLogger(logger),
+		discovery.WithChangeHook(edge.kit.DiscoveryHook()))
 
 	// Safe methods (reads, and ReserveStock) are retried on another instance
 	// when theirs went away; CreateOrder never is.

@@ -107,7 +107,7 @@ func dialCatalog(
 	// accept only a server whose certificate carries the catalog identity.
 	conn, err := grpc.NewClient(discovery.Target("catalog"), append(dialOpts,
 		grpc.WithResolvers(discovery.NewResolverBuilder(svc.Consul,
-			discovery.WithLogger(svc.Logger))),
+			discovery.WithLogger(svc.Logger), discovery.WithChangeHook(svc.Kit.DiscoveryHook()))),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(defaultDeadline(callTimeout)),

@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/certsource"
@@ -133,6 +135,41 @@ func (k *Kit) TrackCertificates(name string, src *certsource.Source) {
 		}
 		return b.CAs[0].NotAfter, true
 	})
+}
+
+// DiscoveryHook returns a discovery.WithChangeHook function that sets the
+// healthy-endpoints gauge of each service and records a discovery_change
+// event naming the instances that came and went.
+func (k *Kit) DiscoveryHook() func(service string, instanceIDs []string) {
+	var mu sync.Mutex
+	last := map[string][]string{}
+
+	return func(service string, ids []string) {
+		mu.Lock()
+		prev := last[service]
+		last[service] = append([]string(nil), ids...)
+		mu.Unlock()
+
+		k.Endpoints.SetHealthy(service, len(ids))
+		k.Events.DiscoveryChange(context.Background(), securityevent.DiscoveryChange{
+			Service: service,
+			Healthy: len(ids),
+			Added:   missingFrom(ids, prev),
+			Removed: missingFrom(prev, ids),
+		})
+	}
+}
+
+// missingFrom lists the items of a that are not in b.
+func missingFrom(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+
+	return out
 }
 
 // Close stops the admin listener and flushes spans, waiting at most 5s.
