@@ -1,0 +1,173 @@
+// Command benchrun is the benchmark harness behind `make bench` and
+// `make bench-quick` (see bench/bench.sh and docs/benchmarks.md). On
+// 127.0.0.1 only, it starts every configuration at once: the bare
+// grpc-gateway and one gateway per layer (bench/cmd/benchgateway) over the
+// bench backend (bench/cmd/benchbackend), Gatehouse as shipped (Consul,
+// token issuer, catalog, orders and cmd/gateway with every layer), and
+// HAProxy doing the same security work natively. Each front is pinned to
+// core 0, load generators and backends to core 1. It then runs wrk (and ghz
+// for direct gRPC) in rounds interleaved across configurations, so load
+// from other processes hits them alike, and reports medians.
+//
+// It must itself run on the load core (bench.sh starts it under taskset),
+// so Consul and the token issuer, started as its children, stay off core 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
+
+// runConfig are the settings of a run.
+type runConfig struct {
+	bin, benchBin, consul, lua, out string
+	rounds                          int
+	duration, warmup, roundWarmup   time.Duration
+	conns                           int
+	poolSize, beyondSize            int
+	quick                           bool
+	docs, profiles, command         string
+}
+
+func parseFlags() (runConfig, error) {
+	var c runConfig
+	flag.StringVar(&c.bin, "bin", "bin", "folder of the product binaries and ghz")
+	flag.StringVar(&c.benchBin, "bench-bin", "bin/bench", "folder of the bench binaries")
+	flag.StringVar(&c.consul, "consul", envOr("CONSUL_BIN", "bin/consul"), "consul binary")
+	flag.StringVar(&c.lua, "lua", "bench/wrk", "folder of the wrk scripts")
+	flag.StringVar(&c.out, "out", ".run/bench", "folder for logs, tokens and raw output")
+	flag.IntVar(&c.rounds, "rounds", 5, "measured rounds per scenario")
+	flag.DurationVar(&c.duration, "duration", 6*time.Second, "length of each measured run")
+	flag.DurationVar(&c.warmup, "warmup", 3*time.Second,
+		"first warm-up of each scenario, before the rounds (0 for none)")
+	flag.DurationVar(&c.roundWarmup, "round-warmup", time.Second,
+		"warm-up before each measured run")
+	flag.IntVar(&c.conns, "connections", 32, "connections (wrk) or workers (ghz)")
+	flag.IntVar(&c.poolSize, "pool", 2000, "distinct tokens in the pool (within the cache)")
+	flag.IntVar(&c.beyondSize, "beyond", 15000,
+		"distinct tokens in the pool larger than the verifier's cache (10,000)")
+	flag.BoolVar(&c.quick, "quick", false, "the quick subset, one short round")
+	flag.StringVar(&c.docs, "docs", "", "markdown file whose generated section is replaced")
+	flag.StringVar(&c.profiles, "profiles", "", "folder for pprof text summaries")
+	flag.StringVar(&c.command, "command", "make bench", "the command to record in the report")
+	flag.Parse()
+
+	if c.quick {
+		// One round, whose own warm-up is the only one needed; flags given
+		// explicitly still win.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := []struct {
+			name string
+			fn   func()
+		}{
+			{"rounds", func() { c.rounds = 1 }},
+			{"duration", func() { c.duration = 2 * time.Second }},
+			{"warmup", func() { c.warmup = 0 }},
+			{"round-warmup", func() { c.roundWarmup = time.Second }},
+		}
+		for _, q := range quick {
+			if !set[q.name] {
+				q.fn()
+			}
+		}
+	}
+	if c.rounds < 1 || c.conns < 1 || c.duration < time.Second {
+		return c, errors.New("need at least 1 round, 1 connection and 1s per run")
+	}
+	if c.beyondSize <= 10_000 {
+		return c, errors.New("-beyond must exceed the verifier's cache of 10,000 tokens")
+	}
+
+	for _, p := range []*string{&c.bin, &c.benchBin, &c.consul, &c.lua, &c.out} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return c, fmt.Errorf("path %s: %w", *p, err)
+		}
+		*p = abs
+	}
+
+	return c, os.MkdirAll(c.out, 0o700)
+}
+
+func run(stdout io.Writer) error {
+	cfg, err := parseFlags()
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	raw, err := os.Create(filepath.Join(cfg.out, "loadgen.log"))
+	if err != nil {
+		return fmt.Errorf("raw output: %w", err)
+	}
+	defer func() { _ = raw.Close() }()
+
+	m := describeMachine()
+	say(stdout, "machine: %s\n", m.summary())
+
+	p := &platform{cfg: cfg}
+	defer p.stop()
+	if err := p.start(ctx, stdout); err != nil {
+		return err
+	}
+
+	started := time.Now()
+	r := newRunner(cfg, p, stdout, raw)
+	if err := r.run(ctx); err != nil {
+		return err
+	}
+
+	if cfg.profiles != "" {
+		if err := r.profiles(ctx, cfg.profiles); err != nil {
+			return err
+		}
+	}
+	m.finish(started)
+
+	report := newReport(cfg, m, r).markdown()
+	if err := os.WriteFile(filepath.Join(cfg.out, "results.md"), []byte(report), 0o600); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	say(stdout, "\n")
+	say(stdout, "%s", report)
+
+	if cfg.docs != "" {
+		if err := replaceSection(cfg.docs, report); err != nil {
+			return err
+		}
+		say(stdout, "\nupdated %s\n", cfg.docs)
+	}
+
+	return nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+
+	return def
+}
+
+// say prints progress; a terminal that went away is no reason to stop.
+func say(w io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(w, format, args...)
+}
