@@ -45,8 +45,9 @@ func describeMachine() *machine {
 		m.kernel = strings.TrimSpace(string(data))
 	}
 
-	m.wrk = firstLine("wrk", "-v")
-	m.haproxy = firstLine("haproxy", "-v")
+	// "wrk debian/4.1.0-3+b2 [epoll] …" and "HAProxy version 2.6.12-1 …".
+	m.wrk = "wrk " + field(firstLine("wrk", "-v"), 1)
+	m.haproxy = "HAProxy " + field(firstLine("haproxy", "-v"), 2)
 
 	return m
 }
@@ -68,6 +69,16 @@ func firstLine(name string, args ...string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 
 	return strings.TrimSpace(line)
+}
+
+// field returns the i-th space-separated field of s, or "?".
+func field(s string, i int) string {
+	f := strings.Fields(s)
+	if i >= len(f) {
+		return "?"
+	}
+
+	return f[i]
 }
 
 // loadAverages returns the 1, 5 and 15-minute load averages.

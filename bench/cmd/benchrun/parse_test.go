@@ -190,3 +190,20 @@ func TestReplaceSection(t *testing.T) {
 		t.Errorf("replaceSection without markers: %v", err)
 	}
 }
+
+func TestField(t *testing.T) {
+	tests := []struct {
+		in   string
+		i    int
+		want string
+	}{
+		{"wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer", 1, "debian/4.1.0-3+b2"},
+		{"HAProxy version 2.6.12-1+deb12u4 2026/10/17", 2, "2.6.12-1+deb12u4"},
+		{"", 1, "?"},
+	}
+	for _, tt := range tests {
+		if got := field(tt.in, tt.i); got != tt.want {
+			t.Errorf("field(%q, %d) = %q, want %q", tt.in, tt.i, got, tt.want)
+		}
+	}
+}

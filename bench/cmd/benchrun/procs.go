@@ -28,10 +28,10 @@ type process struct {
 }
 
 // startProcess runs bin with args under `taskset -c core`, with stdout and
-// stderr appended to logPath, in its own process group, killed if this
+// stderr written to logPath (emptied first), in its own process group, killed if this
 // process dies first.
 func startProcess(name string, core int, logPath, bin string, args ...string) (*process, error) {
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("log of %s: %w", name, err)
 	}

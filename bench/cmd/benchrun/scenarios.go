@@ -316,6 +316,11 @@ func cpuOf(procs []*process) ([]int64, error) {
 }
 
 // connWatch samples a process's backend connections during a run.
+//
+// Limitation: it samples, so a connection opened and closed between two
+// samples (250ms apart) goes unseen; a front that dialed per request would
+// still show new connections in nearly every sample, but one that churned
+// rarely might not.
 type connWatch struct {
 	pid     int
 	exclude map[int]bool
