@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/httpcall"
 	"github.com/gatehouse-dev/gatehouse/interceptors/auth"
+	"github.com/gatehouse-dev/gatehouse/jwtauth"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
@@ -90,4 +91,23 @@ func (g *Gateway) limitPrincipal(next runtime.HandlerFunc) runtime.HandlerFunc {
 			func(w http.ResponseWriter, r *http.Request) { next(w, r, params) }))
 		h.ServeHTTP(w, r)
 	}
+}
+
+// PrincipalLimitKey is the httplimit.PrincipalFunc of the gateway's
+// per-principal rate limit: requests are keyed by the token's subject (or
+// client id) and classed by its "plan" claim. Anonymous requests (public
+// routes without a token) are left to the per-IP stage.
+func PrincipalLimitKey(r *http.Request) (key, class string, ok bool) {
+	p, ok := jwtauth.PrincipalFrom(r.Context())
+	if !ok || p == nil {
+		return "", "", false
+	}
+
+	key = "sub:" + p.Subject
+	if p.Subject == "" {
+		key = "client:" + p.ClientID
+	}
+	class, _ = p.Claims["plan"].(string)
+
+	return key, class, true
 }

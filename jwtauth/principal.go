@@ -52,3 +52,24 @@ func PrincipalFrom(ctx context.Context) (*Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(*Principal)
 	return p, ok && p != nil
 }
+
+// Name is how logs, events and limits name the principal: the token's
+// subject, or its OAuth client id when the token has no subject; "" for a
+// nil principal.
+func (p *Principal) Name() string {
+	if p == nil {
+		return ""
+	}
+	if p.Subject != "" {
+		return p.Subject
+	}
+
+	return p.ClientID
+}
+
+// NameFrom is the Name of the principal in ctx, or "" when there is none.
+func NameFrom(ctx context.Context) string {
+	p, _ := PrincipalFrom(ctx)
+
+	return p.Name()
+}

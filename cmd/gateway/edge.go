@@ -154,7 +154,7 @@ func (e *edge) buildLayers() error {
 		return err
 	}
 	access, err := accesslog.NewHTTP(e.logger,
-		accesslog.WithClientIP(e.clientIP), accesslog.WithPrincipal(principalName))
+		accesslog.WithClientIP(e.clientIP), accesslog.WithPrincipal(jwtauth.NameFrom))
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,8 @@ func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) 
 		return nil
 	}
 
-	stage, err := httplimit.NewPrincipalStage(e.limiter, *e.rate.PerPrincipal, principalKey,
+	stage, err := httplimit.NewPrincipalStage(e.limiter, *e.rate.PerPrincipal,
+		gateway.PrincipalLimitKey,
 		httplimit.WithLogger(e.logger), httplimit.WithMethodResolver(resolve),
 		httplimit.WithRefusalHook(e.rateLimited))
 	if err != nil {
@@ -215,7 +216,7 @@ func (e *edge) authRefused(r *http.Request, status int, reason error) {
 
 	if status == http.StatusForbidden {
 		e.kit.Events.AuthzDenied(r.Context(), securityevent.AuthzDenied{
-			Principal: principalName(r.Context()), Method: method, ClientIP: ip,
+			Principal: jwtauth.NameFrom(r.Context()), Method: method, ClientIP: ip,
 			Rule: "method user rule",
 		})
 		return
@@ -259,37 +260,6 @@ func (e *edge) close() {
 	if err := errors.Join(errs...); err != nil {
 		e.logger.Warn("closing the edge", zap.Error(err))
 	}
-}
-
-// principalName is the subject of the request's token, or its OAuth client
-// id, for logs; "" when the request carried none.
-func principalName(ctx context.Context) string {
-	p, ok := jwtauth.PrincipalFrom(ctx)
-	if !ok {
-		return ""
-	}
-	if p.Subject != "" {
-		return p.Subject
-	}
-
-	return p.ClientID
-}
-
-// principalKey keys the per-principal rate limit by subject (or client id)
-// and classes it by the token's "plan" claim.
-func principalKey(r *http.Request) (string, string, bool) {
-	p, ok := jwtauth.PrincipalFrom(r.Context())
-	if !ok {
-		return "", "", false
-	}
-
-	key := "sub:" + p.Subject
-	if p.Subject == "" {
-		key = "client:" + p.ClientID
-	}
-	class, _ := p.Claims["plan"].(string)
-
-	return key, class, true
 }
 
 // redisLogger sends go-redis's own messages to zap instead of stderr.

@@ -67,7 +67,7 @@ func newObservability(t Telemetry, id, trustDomain string) (observability, error
 		o.access, err = accesslog.NewServer(t.AccessLog,
 			accesslog.WithInstance(id),
 			accesslog.WithCaller(callerName(trustDomain)),
-			accesslog.WithPrincipal(principalName),
+			accesslog.WithPrincipal(jwtauth.NameFrom),
 			accesslog.WithSkip(func(method string) bool {
 				return method == healthpb.Health_Check_FullMethodName
 			}),
@@ -211,23 +211,6 @@ func callerName(trustDomain string) func(context.Context) string {
 	}
 }
 
-// principalName is the subject of the end user's token, or its OAuth client
-// id, for access lines; "" when the call carried none.
-func principalName(ctx context.Context) string {
-	return nameOf(jwtauth.PrincipalFrom(ctx))
-}
-
-func nameOf(p *jwtauth.Principal, ok bool) string {
-	switch {
-	case !ok || p == nil:
-		return ""
-	case p.Subject != "":
-		return p.Subject
-	default:
-		return p.ClientID
-	}
-}
-
 // peerRefused records a caller refused by the mTLS policy.
 func (h *Host) peerRefused(ctx context.Context, r peerauth.Refusal) {
 	h.cfg.Telemetry.Events.PeerRefused(ctx, securityevent.PeerRefused{
@@ -271,7 +254,7 @@ func (h *Host) tokenRefused(ctx context.Context, r auth.Refusal) {
 		}
 
 		events.AuthzDenied(ctx, securityevent.AuthzDenied{
-			Principal: nameOf(r.Principal, r.Principal != nil),
+			Principal: r.Principal.Name(),
 			Method:    r.Method, ClientIP: ip, Rule: rule,
 		})
 

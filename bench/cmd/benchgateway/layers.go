@@ -166,7 +166,7 @@ func (c *composition) addMetrics(context.Context) error {
 // travelling to the backends.
 func (c *composition) addAccessLog(context.Context) error {
 	access, err := accesslog.NewHTTP(c.logger,
-		accesslog.WithClientIP(c.clientIP), accesslog.WithPrincipal(principalName))
+		accesslog.WithClientIP(c.clientIP), accesslog.WithPrincipal(jwtauth.NameFrom))
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (c *composition) addRateLimit(context.Context) error {
 	if cfg.PerPrincipal != nil {
 		resolve := func(r *http.Request) (string, bool) { return c.gw.Method(r) }
 		if c.cfg.PrincipalLimit, err = httplimit.NewPrincipalStage(limiter, *cfg.PerPrincipal,
-			principalKey, httplimit.WithLogger(c.logger),
+			gateway.PrincipalLimitKey, httplimit.WithLogger(c.logger),
 			httplimit.WithMethodResolver(resolve)); err != nil {
 			return err
 		}
@@ -345,35 +345,4 @@ func (c *composition) clientIP(r *http.Request) string {
 	}
 
 	return r.RemoteAddr
-}
-
-// principalName is the token's subject, or its client id, for the access
-// log, as in cmd/gateway.
-func principalName(ctx context.Context) string {
-	p, ok := jwtauth.PrincipalFrom(ctx)
-	if !ok {
-		return ""
-	}
-	if p.Subject != "" {
-		return p.Subject
-	}
-
-	return p.ClientID
-}
-
-// principalKey keys the per-principal limit by subject (or client id) and
-// classes it by the "plan" claim, as in cmd/gateway.
-func principalKey(r *http.Request) (string, string, bool) {
-	p, ok := jwtauth.PrincipalFrom(r.Context())
-	if !ok {
-		return "", "", false
-	}
-
-	key := "sub:" + p.Subject
-	if p.Subject == "" {
-		key = "client:" + p.ClientID
-	}
-	class, _ := p.Claims["plan"].(string)
-
-	return key, class, true
 }
