@@ -22,13 +22,48 @@ func (g *Gateway) Method(r *http.Request) (string, bool) {
 	return rt.rpc, true
 }
 
-// labelRoute records the matched route template for the access log and
-// metrics, so requests refused before the backend call are labelled too.
+// routed is what the mux middleware learn about one request: the route the
+// mux matched and its path parameters, found once by labelRoute, and the
+// outcome of the auth guard. It travels in the request context, so the
+// middleware after labelRoute are built once per route rather than once
+// per request, and the route is looked up once.
+type routed struct {
+	route   *route
+	params  map[string]string
+	passed  bool  // the auth guard called its next handler
+	refusal error // why the auth guard refused, from NoteRefusal
+}
+
+type routedKey struct{}
+
+// routedFrom returns the request's routed, or nil outside the mux.
+func routedFrom(ctx context.Context) *routed {
+	st, _ := ctx.Value(routedKey{}).(*routed)
+	return st
+}
+
+// withRouted returns r with a routed for it, reusing the one labelRoute
+// made when there is one.
+func (g *Gateway) withRouted(r *http.Request, params map[string]string) (*http.Request, *routed) {
+	if st := routedFrom(r.Context()); st != nil {
+		return r, st
+	}
+
+	st := &routed{route: g.routes.lookup(r), params: params}
+
+	return r.WithContext(context.WithValue(r.Context(), routedKey{}, st)), st
+}
+
+// labelRoute looks the matched route up once for the later middleware and
+// records its template for the access log and metrics, so requests
+// refused before the backend call are labelled too.
 func (g *Gateway) labelRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		if rt := g.routes.lookup(r); rt != nil {
-			httpcall.SetRoute(r.Context(), rt.template)
+		r, st := g.withRouted(r, params)
+		if st.route != nil {
+			httpcall.SetRoute(r.Context(), st.route.template)
 		}
+
 		next(w, r, params)
 	}
 }
@@ -42,18 +77,18 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 		return next
 	}
 
-	guard := g.cfg.Auth.HTTPMiddleware(g.Method)
+	guarded := g.cfg.Auth.HTTPMiddleware(g.Method)(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			st := routedFrom(r.Context())
+			st.passed = true
+			next(w, r, st.params)
+		}))
 
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		passed := false
-		box := &refusalBox{}
-		h := guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			passed = true
-			next(w, r, params)
-		}))
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), refusalKey{}, box)))
+		r, st := g.withRouted(r, params)
+		guarded.ServeHTTP(w, r)
 
-		if passed || g.cfg.OnAuthRefused == nil {
+		if st.passed || g.cfg.OnAuthRefused == nil {
 			return
 		}
 
@@ -61,22 +96,16 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if rw, ok := w.(*responseWriter); ok && rw.status != 0 {
 			status = rw.status
 		}
-		g.cfg.OnAuthRefused(r, status, box.err)
+		g.cfg.OnAuthRefused(r, status, st.refusal)
 	}
 }
-
-type refusalKey struct{}
-
-// refusalBox carries the reason of a refusal from the guard's hook back to
-// authenticate, which alone knows the request.
-type refusalBox struct{ err error }
 
 // NoteRefusal is the auth.WithRefusalHook of the gateway's guard: it keeps
 // the detailed reason of a refused request so that OnAuthRefused gets it.
 // Give it to the guard in Config.Auth, or OnAuthRefused sees a nil error.
 func NoteRefusal(ctx context.Context, r auth.Refusal) {
-	if box, ok := ctx.Value(refusalKey{}).(*refusalBox); ok {
-		box.err = r.Err
+	if st := routedFrom(ctx); st != nil {
+		st.refusal = r.Err
 	}
 }
 
@@ -86,10 +115,14 @@ func (g *Gateway) limitPrincipal(next runtime.HandlerFunc) runtime.HandlerFunc {
 		return next
 	}
 
+	limited := g.cfg.PrincipalLimit.Wrap(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			next(w, r, routedFrom(r.Context()).params)
+		}))
+
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		h := g.cfg.PrincipalLimit.Wrap(http.HandlerFunc(
-			func(w http.ResponseWriter, r *http.Request) { next(w, r, params) }))
-		h.ServeHTTP(w, r)
+		r, _ = g.withRouted(r, params)
+		limited.ServeHTTP(w, r)
 	}
 }
 

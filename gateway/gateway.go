@@ -35,6 +35,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -239,10 +240,11 @@ func New(cfg Config) (*Gateway, error) {
 		// per-principal rate limit, then the route's body, content type and
 		// deadline checks. Each refuses before any backend is called.
 		runtime.WithMiddlewares(g.labelRoute, g.authenticate, g.limitPrincipal, g.limitRoute),
-		// Annotators: the route template and innermost context for the
-		// access log and metrics, and the request id for the backends.
-		runtime.WithMetadata(httpcall.Annotate),
-		runtime.WithMetadata(requestid.GatewayMetadata),
+		// One annotator: grpc-gateway copies the call's metadata once per
+		// annotator. It records the route template and innermost context
+		// for the access log and metrics, and gives the backends the
+		// request id.
+		runtime.WithMetadata(annotate),
 	)
 
 	ctx := context.Background()
@@ -313,4 +315,11 @@ func writeJSON(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(body + "\n"))
+}
+
+// annotate is the gateway's grpc-gateway metadata annotator.
+func annotate(ctx context.Context, r *http.Request) metadata.MD {
+	httpcall.Annotate(ctx, r)
+
+	return requestid.GatewayMetadata(ctx, r)
 }

@@ -112,6 +112,12 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, rt *route) bo
 		return false
 	}
 
+	// net/http gives a request without a body (most GETs) http.NoBody:
+	// nothing to read or to bound.
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+
 	// http.MaxBytesReader tells the server to close the connection when it
 	// trips, which only the server's own writer can take.
 	raw := w

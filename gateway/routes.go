@@ -244,8 +244,14 @@ func (r *route) matches(path string) bool {
 	return true
 }
 
-// lookup returns the route the mux matched for r, or nil.
+// lookup returns the route the mux matched for r, or nil. Inside the mux
+// middleware it is the one labelRoute found; rendering the pattern to find
+// it costs a few allocations, so that is done once per request.
 func (t *routeTable) lookup(r *http.Request) *route {
+	if st := routedFrom(r.Context()); st != nil {
+		return st.route
+	}
+
 	pat, ok := runtime.HTTPPattern(r.Context())
 	if !ok {
 		return nil

@@ -168,16 +168,18 @@ func outgoing(ctx context.Context) context.Context {
 		return ctx
 	}
 
-	md, ok := metadata.FromOutgoingContext(ctx)
-	if !ok {
+	// Reading one key does not copy the outgoing metadata; only a call
+	// that carries a different id pays for a copy.
+	got := metadata.ValueFromOutgoingContext(ctx, MetadataKey)
+	switch {
+	case len(got) == 1 && got[0] == id:
+		return ctx
+	case len(got) == 0:
 		return metadata.AppendToOutgoingContext(ctx, MetadataKey, id)
 	}
 
-	if got := md.Get(MetadataKey); len(got) == 1 && got[0] == id {
-		return ctx
-	}
-
-	// FromOutgoingContext returned a copy, so setting the key is safe.
+	// FromOutgoingContext returns a copy, so setting the key is safe.
+	md, _ := metadata.FromOutgoingContext(ctx)
 	md.Set(MetadataKey, id)
 
 	return metadata.NewOutgoingContext(ctx, md)

@@ -18,10 +18,10 @@ func ExampleNew() {
 	}
 	defer func() { _ = tr.Shutdown(context.Background()) }()
 
-	_ = grpc.NewServer(grpc.StatsHandler(tr.ServerHandler()))
+	_ = grpc.NewServer(tr.ServerOptions()...)
 	conn, err := grpc.NewClient("passthrough:///127.0.0.1:1",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(tr.ClientHandler()))
+		append(tr.DialOptions(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		panic(err)
 	}

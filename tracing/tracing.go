@@ -1,12 +1,14 @@
 // Package tracing sets up OpenTelemetry tracing for a Gatehouse binary: a
-// tracer provider, the W3C TraceContext and Baggage propagators, the otelgrpc
-// stats handlers for gRPC servers and clients, and the otelhttp middleware
-// for the gateway.
+// tracer provider, the W3C TraceContext and Baggage propagators, HTTP
+// middleware for the gateway, and options for gRPC servers and clients.
 //
 // Export is off unless an OTLP/gRPC endpoint is configured. Off still means
 // traced: every request gets a trace id (the caller's, from a traceparent
 // header, or a new one), which is propagated on every gRPC hop and appears in
-// the access logs; spans are just not recorded or sent anywhere.
+// the access logs. No span is made, though: each hop reads the W3C headers,
+// makes its own span id and passes the trace on (see Middleware, DialOptions
+// and ServerOptions), which costs a fraction of the otelhttp and otelgrpc
+// instrumentation used when export is on.
 //
 // Nothing here sets OpenTelemetry's global provider or propagator; the
 // handlers this package returns carry their own.
@@ -32,6 +34,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 )
 
@@ -100,6 +103,9 @@ func WithExporter(exp sdktrace.SpanExporter) Option {
 type Tracing struct {
 	provider   *sdktrace.TracerProvider
 	propagator propagation.TextMapPropagator
+	// export is whether spans are recorded and exported; without it the
+	// gRPC and HTTP handlers only propagate the trace.
+	export bool
 }
 
 // New builds the tracer provider for cfg. With an endpoint it dials the
@@ -132,9 +138,10 @@ func New(cfg Config, opts ...Option) (*Tracing, error) {
 		}
 	}
 
-	// Without an exporter nothing new is sampled, so spans cost little, but
-	// ids are still made and propagated. A caller's decision is followed
-	// either way, so a sampled trace stays sampled downstream.
+	// Without an exporter nothing new is sampled; the handlers then skip
+	// the provider and only propagate, and it serves the binary's own spans
+	// (TracerProvider). A caller's decision is followed either way, so a
+	// sampled trace stays sampled downstream.
 	root := sdktrace.NeverSample()
 	providerOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if exporter != nil {
@@ -151,6 +158,7 @@ func New(cfg Config, opts ...Option) (*Tracing, error) {
 		provider: sdktrace.NewTracerProvider(providerOpts...),
 		propagator: propagation.NewCompositeTextMapPropagator(
 			propagation.TraceContext{}, propagation.Baggage{}),
+		export: exporter != nil,
 	}, nil
 }
 
@@ -175,18 +183,55 @@ func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
 // Propagator is the W3C TraceContext and Baggage propagator.
 func (t *Tracing) Propagator() propagation.TextMapPropagator { return t.propagator }
 
-// ServerHandler returns the otelgrpc stats handler for a gRPC server. Pass it
-// with grpc.StatsHandler before any handler that reads the span, such as the
-// access log. opts are passed on after this package's own.
-func (t *Tracing) ServerHandler(opts ...otelgrpc.Option) stats.Handler {
-	return otelgrpc.NewServerHandler(append(t.grpcOptions(), opts...)...)
+// DialOptions returns the options that carry the trace on a gRPC client
+// connection. With export on, that is the otelgrpc stats handler, which
+// records a client span per call. With export off, it is a unary and a
+// stream client interceptor that send the trace of the call's context (a new
+// one if it has none) under a new span id, with its tracestate and the
+// context's baggage. Unlike a stats handler, interceptors spare grpc-go
+// building stats events for every call.
+func (t *Tracing) DialOptions() []grpc.DialOption {
+	if t.export {
+		return []grpc.DialOption{
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(t.grpcOptions()...)),
+		}
+	}
+
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(propagateUnaryClient),
+		grpc.WithChainStreamInterceptor(propagateStreamClient),
+	}
 }
 
-// ClientHandler returns the otelgrpc stats handler for a gRPC client
-// connection (grpc.WithStatsHandler). It starts a client span per call and
-// sends the trace context to the server in the call's metadata.
-func (t *Tracing) ClientHandler(opts ...otelgrpc.Option) stats.Handler {
-	return otelgrpc.NewClientHandler(append(t.grpcOptions(), opts...)...)
+// ServerOptions returns the options that continue the caller's trace in a
+// gRPC server: the otelgrpc stats handler with export on, a unary and a
+// stream server interceptor with export off. Pass them before any other
+// interceptor option, so the hop's span context is in the context every
+// interceptor sees. A server with another stats handler that reads the
+// trace id, such as the access log, uses ServerHandler instead.
+func (t *Tracing) ServerOptions() []grpc.ServerOption {
+	if t.export {
+		return []grpc.ServerOption{grpc.StatsHandler(t.ServerHandler())}
+	}
+
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(propagateUnaryServer),
+		grpc.ChainStreamInterceptor(propagateStreamServer),
+	}
+}
+
+// ServerHandler returns a stats handler that continues the caller's trace in
+// a gRPC server: otelgrpc's with export on, one that only sets the hop's span
+// context in TagRPC with export off. Register it with grpc.StatsHandler
+// before a stats handler that reads the trace id, such as the access log:
+// interceptors run too late for those. Alone, prefer ServerOptions, since
+// any stats handler makes grpc-go build stats events for every call.
+func (t *Tracing) ServerHandler() stats.Handler {
+	if t.export {
+		return otelgrpc.NewServerHandler(t.grpcOptions()...)
+	}
+
+	return propagateHandler{}
 }
 
 func (t *Tracing) grpcOptions() []otelgrpc.Option {
@@ -198,15 +243,21 @@ func (t *Tracing) grpcOptions() []otelgrpc.Option {
 }
 
 // Middleware returns the HTTP middleware of the gateway: it accepts the
-// caller's traceparent and baggage, starts a server span per request and
-// puts it in the request context. Put it outermost. Once the handler
-// returns, the span is renamed to "METHOD route" after the route template
-// recorded through package httpcall.
+// caller's traceparent, tracestate and baggage, and puts this hop's span
+// context in the request context. Put it outermost. With export on it
+// starts a server span per request (otelhttp) and, once the handler
+// returns, renames it "METHOD route" after the route template recorded
+// through package httpcall; with export off it only propagates, as
+// described in the package documentation.
 //
 // Limitation: the edge trusts a caller's traceparent, so a client can choose
 // its trace id and ask for sampling; limit that with SampleRatio and the
 // collector's own sampling if the edge is exposed to untrusted clients.
 func (t *Tracing) Middleware(next http.Handler) http.Handler {
+	if !t.export {
+		return propagateMiddleware(next)
+	}
+
 	named := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		call, w, r, _ := httpcall.Start(w, r)
 

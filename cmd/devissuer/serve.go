@@ -47,11 +47,11 @@ func serve(args []string) error {
 		return err
 	}
 
-	logger, err := logFlags.Build("devissuer")
+	logger, closeLog, err := logFlags.Build("devissuer")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logger.Sync() }()
+	defer func() { _ = closeLog() }()
 
 	// Listening first lets -listen 127.0.0.1:0 work: the default issuer URL
 	// takes the port actually bound.

@@ -50,10 +50,11 @@ func run() error {
 	flag.Set("log-format", "console") //nolint:errcheck // a known flag; cannot fail
 	flag.Parse()
 
-	logger, err := logFlags.Build("dev")
+	logger, closeLog, err := logFlags.Build("dev")
 	if err != nil {
 		return err
 	}
+	defer func() { _ = closeLog() }()
 
 	if err := os.MkdirAll(filepath.Dir(*consulLog), 0o755); err != nil {
 		return err

@@ -172,15 +172,15 @@ func (e *edge) buildLayers() error {
 	}
 
 	// Client interceptor order, first = outermost, the same on every
-	// backend connection: metrics, request id, then (added by the caller)
+	// backend connection: tracing (interceptors when export is off, else a
+	// stats handler), metrics, request id, then (added by the caller)
 	// validation, which refuses an invalid request before it costs a hop.
-	e.client = []grpc.DialOption{
-		grpc.WithStatsHandler(e.kit.Tracing.ClientHandler()),
+	e.client = append(e.kit.Tracing.DialOptions(),
 		grpc.WithChainUnaryInterceptor(clientMetrics.UnaryClientInterceptor(),
 			requestid.UnaryClientInterceptor()),
 		grpc.WithChainStreamInterceptor(clientMetrics.StreamClientInterceptor(),
 			requestid.StreamClientInterceptor()),
-	}
+	)
 
 	return nil
 }

@@ -55,11 +55,11 @@ func run() error {
 	edgeFlags.register(flag.CommandLine)
 	flag.Parse()
 
-	logger, err := logFlags.Build("gateway")
+	logger, closeLog, err := logFlags.Build("gateway")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logger.Sync() }()
+	defer func() { _ = closeLog() }()
 
 	// The gateway's own identity for calls to the backends; until its first
 	// certificate is loaded every backend call fails and /readyz says so.

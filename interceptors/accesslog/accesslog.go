@@ -118,6 +118,13 @@ func RemoteIP(r *http.Request) string {
 	return host
 }
 
+// accessLogger is logger named "access", without the caller field: every
+// line would name the same line of this package, and finding it costs a
+// stack walk per request.
+func accessLogger(logger *zap.Logger) *zap.Logger {
+	return logger.Named("access").WithOptions(zap.WithCaller(false))
+}
+
 // fieldBuf is a reusable slice of fields for one line. A line has up to 20
 // fields of 64 bytes each; reusing the slice saves allocating them per call.
 type fieldBuf struct{ f []zap.Field }
@@ -178,6 +185,18 @@ func truncate(s string, n int) string {
 // whole is truncated. A client that puts a token in the path must not get
 // it into the logs.
 func safePath(p string) string {
+	// Nearly every path is clean: check it segment by segment first, and
+	// split and rebuild it only when something must go.
+	clean := true
+	for rest := p; clean && rest != ""; {
+		var seg string
+		seg, rest, _ = strings.Cut(rest, "/")
+		clean = !looksSecret(seg)
+	}
+	if clean {
+		return truncate(p, maxText)
+	}
+
 	segs := strings.Split(p, "/")
 	for i, seg := range segs {
 		if looksSecret(seg) {

@@ -56,7 +56,7 @@ func NewServer(logger *zap.Logger, opts ...Option) (*Server, error) {
 		return nil, ErrNilLogger
 	}
 
-	return &Server{logger: logger.Named("access"), opts: newOptions(opts)}, nil
+	return &Server{logger: accessLogger(logger), opts: newOptions(opts)}, nil
 }
 
 // TagRPC implements stats.Handler. It starts the clock of the call and puts

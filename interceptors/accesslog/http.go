@@ -40,7 +40,7 @@ func NewHTTP(logger *zap.Logger, opts ...Option) (*HTTP, error) {
 		return nil, ErrNilLogger
 	}
 
-	return &HTTP{logger: logger.Named("access"), opts: newOptions(opts)}, nil
+	return &HTTP{logger: accessLogger(logger), opts: newOptions(opts)}, nil
 }
 
 // Middleware returns next wrapped with the access log. Put it inside the

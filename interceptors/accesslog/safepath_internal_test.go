@@ -15,6 +15,8 @@ func TestSafePath(t *testing.T) {
 		{"long opaque key", "/v1/x/" + "AKIAabcdefghijklmnopqrstuvwxyz0123456789XYZ",
 			"/v1/x/[redacted]"},
 		{"root", "/", "/"},
+		{"secret between clean segments", "/v1/" + jwt + "/items", "/v1/[redacted]/items"},
+		{"no leading slash", jwt, "[redacted]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

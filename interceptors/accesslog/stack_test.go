@@ -141,11 +141,10 @@ func serviceOptions(
 
 // clientOptions is the client wiring: tracing, then request id forwarding.
 func clientOptions(tr *tracing.Tracing) []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithStatsHandler(tr.ClientHandler()),
+	return append(tr.DialOptions(),
 		grpc.WithChainUnaryInterceptor(requestid.UnaryClientInterceptor()),
 		grpc.WithChainStreamInterceptor(requestid.StreamClientInterceptor()),
-	}
+	)
 }
 
 // stack is gateway -> orders -> catalog, all in process on 127.0.0.1 over

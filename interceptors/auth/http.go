@@ -57,7 +57,7 @@ func (g *Guard) HTTPMiddleware(resolve MethodResolver) func(http.Handler) http.H
 				r = r.WithContext(jwtauth.WithPrincipal(r.Context(), p))
 			}
 			if token, err := jwtauth.BearerToken(r); err == nil {
-				r.Header.Set("Authorization", "Bearer "+token)
+				r = withBearer(r, token)
 			}
 
 			next.ServeHTTP(w, r)
@@ -75,19 +75,54 @@ func (g *Guard) CheckHTTP(r *http.Request, fullMethod string) (*jwtauth.Principa
 	return g.Check(r.Context(), fullMethod, r.Header.Values("Authorization"))
 }
 
-// stripHeaders returns r with a copy of its headers minus those matching a
-// stripped prefix; r itself is left untouched.
+// stripHeaders returns r when it has no header matching a stripped prefix,
+// else a copy without them; r itself is left untouched.
 func (g *Guard) stripHeaders(r *http.Request) *http.Request {
-	r2 := r.Clone(r.Context())
-	for name := range r2.Header {
-		lower := strings.ToLower(name)
-		for _, prefix := range g.opts.strip {
-			if strings.HasPrefix(lower, prefix) {
-				delete(r2.Header, name)
-				break
-			}
+	// Most requests carry none of these headers: look first, and copy the
+	// request only when one has to go, so the caller's is never changed.
+	var r2 *http.Request
+	for name := range r.Header {
+		if !g.stripped(name) {
+			continue
+		}
+		if r2 == nil {
+			r2 = r.Clone(r.Context())
+		}
+		delete(r2.Header, name)
+	}
+
+	if r2 == nil {
+		return r
+	}
+
+	return r2
+}
+
+// stripped reports whether a header of this name is removed from requests.
+func (g *Guard) stripped(name string) bool {
+	for _, prefix := range g.opts.strip {
+		if len(name) >= len(prefix) && strings.EqualFold(name[:len(prefix)], prefix) {
+			return true
 		}
 	}
+
+	return false
+}
+
+// withBearer returns r with exactly one Authorization header,
+// "Bearer <token>", for the backend. Usually the client sent just that,
+// and r is returned as it is; otherwise a copy with new headers is.
+func withBearer(r *http.Request, token string) *http.Request {
+	const scheme = "Bearer "
+	if v := r.Header.Values("Authorization"); len(v) == 1 &&
+		len(v[0]) == len(scheme)+len(token) &&
+		strings.HasPrefix(v[0], scheme) && v[0][len(scheme):] == token {
+		return r
+	}
+
+	r2 := r.WithContext(r.Context())
+	r2.Header = r.Header.Clone()
+	r2.Header.Set("Authorization", scheme+token)
 
 	return r2
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -385,6 +386,53 @@ func TestMiddlewareStripsAndForwards(t *testing.T) {
 	}
 	if header.Get("X-Request-Id") != "keep-me" {
 		t.Errorf("unrelated header X-Request-Id was not forwarded")
+	}
+}
+
+// The middleware hands the backend its own copy of the headers whenever it
+// changes them: the request the outer layers (access log, metrics) hold
+// keeps what the client sent.
+func TestMiddlewareLeavesCallerRequestAlone(t *testing.T) {
+	f := newFixture(t)
+	token := f.mint(t, devissuer.ES256, f.claims("alice", "orders.write"))
+	b := &backend{}
+	h := f.guard.HTTPMiddleware(resolve)(b)
+
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"canonical bearer, nothing to strip", map[string]string{
+			"Authorization": "Bearer " + token}},
+		{"odd scheme case", map[string]string{"Authorization": "bEaReR " + token}},
+		{"identity header", map[string]string{
+			"Authorization": "Bearer " + token, "X-Gatehouse-Principal": "admin"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/v1/orders", nil)
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			before := req.Header.Clone()
+
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200", rec.Code)
+			}
+			if !reflect.DeepEqual(req.Header, before) {
+				t.Errorf("caller's headers changed: %v, were %v", req.Header, before)
+			}
+			_, header, _ := b.seen()
+			if got := header.Values("Authorization"); len(got) != 1 ||
+				got[0] != "Bearer "+token {
+				t.Errorf("Authorization forwarded = %q, want canonical", got)
+			}
+			if header.Get("X-Gatehouse-Principal") != "" {
+				t.Errorf("X-Gatehouse-Principal reached the backend")
+			}
+		})
 	}
 }
 

@@ -83,10 +83,13 @@ func (f *Flags) Start(name string) (_ *Service, err error) {
 		}
 	}()
 
-	if s.Logger, err = f.Log.Build(name); err != nil {
+	var closeLog func() error
+	if s.Logger, closeLog, err = f.Log.Build(name); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func() { _ = s.Logger.Sync() })
+	// Registered first, so it runs last: lines logged while the rest closes
+	// are written too.
+	s.closers = append(s.closers, func() { _ = closeLog() })
 
 	if s.Certs, err = f.Certs.Source(name, s.Logger); err != nil {
 		return nil, err

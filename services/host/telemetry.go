@@ -33,7 +33,8 @@ type Telemetry struct {
 	// Metrics receives the gRPC server metrics (grpc_server_*, by method
 	// and code), and the client metrics of DialOptions.
 	Metrics prometheus.Registerer
-	// Tracing makes a server span per call, continuing the caller's trace.
+	// Tracing continues the caller's trace in every call, and records a
+	// server span per call when its export is on.
 	Tracing *tracing.Tracing
 	// AccessLog receives one line per call (named "access"), except health
 	// checks, naming the calling service and the end user.
@@ -81,11 +82,19 @@ func newObservability(t Telemetry, id, trustDomain string) (observability, error
 }
 
 // statsHandlers returns the stats handlers of the server: tracing first,
-// so the span exists when the access log reads its trace id.
+// so the trace id is in the context when the access log reads it. The access
+// log reads it in the context of its TagRPC, which no interceptor reaches, so
+// with an access log tracing is a stats handler too (grpc-go builds the
+// stats events for the access log anyway). Without one, tracing takes the
+// interceptors of ServerOptions when export is off, which come first in the
+// chain as the options returned here come first.
 func (o observability) statsHandlers(t Telemetry) []grpc.ServerOption {
 	var opts []grpc.ServerOption
-	if t.Tracing != nil {
+	switch {
+	case t.Tracing != nil && o.access != nil:
 		opts = append(opts, grpc.StatsHandler(t.Tracing.ServerHandler()))
+	case t.Tracing != nil:
+		opts = append(opts, t.Tracing.ServerOptions()...)
 	}
 	if o.access != nil {
 		opts = append(opts, grpc.StatsHandler(o.access))
@@ -159,7 +168,7 @@ func passStream(
 }
 
 // DialOptions returns what a service adds to its connections to other
-// services, the same in every one: the tracing client handler (the trace
+// services, the same in every one: tracing's dial options (the trace
 // continues in the callee), and the client interceptors, first =
 // outermost: metrics (grpc_client_*), the request id of the incoming call
 // (x-request-id), and the end user's bearer token of the incoming call, so
@@ -168,7 +177,7 @@ func passStream(
 func DialOptions(t Telemetry) ([]grpc.DialOption, error) {
 	var opts []grpc.DialOption
 	if t.Tracing != nil {
-		opts = append(opts, grpc.WithStatsHandler(t.Tracing.ClientHandler()))
+		opts = append(opts, t.Tracing.DialOptions()...)
 	}
 
 	if t.Metrics != nil {

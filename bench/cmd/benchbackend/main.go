@@ -86,11 +86,11 @@ func run() error {
 	cfg.certFlags.Register(flag.CommandLine)
 	flag.Parse()
 
-	logger, err := cfg.logFlags.Build("benchbackend")
+	logger, closeLog, err := cfg.logFlags.Build("benchbackend")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logger.Sync() }()
+	defer func() { _ = closeLog() }()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -135,7 +135,7 @@ func (c *composition) addTracing(context.Context) error {
 	}
 
 	c.layers.Tracing = tr
-	c.dial = append(c.dial, grpc.WithStatsHandler(tr.ClientHandler()))
+	c.dial = append(c.dial, tr.DialOptions()...)
 	c.closers = append(c.closers, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -102,11 +102,11 @@ func run() error {
 		return errors.New("-catalog and -orders are required")
 	}
 
-	logger, err := o.logFlags.Build("benchgateway")
+	logger, closeLog, err := o.logFlags.Build("benchgateway")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logger.Sync() }()
+	defer func() { _ = closeLog() }()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -127,7 +127,7 @@ func (r *runner) profiles(ctx context.Context, dir string) error {
 
 	for _, c := range profileCases {
 		s, ok := byKey[c.key]
-		if !ok || r.p.targets[s.target].admin == "" {
+		if !ok || !r.chosen(s) || r.p.targets[s.target].admin == "" {
 			continue
 		}
 		say(r.log, "profiling %s\n", c.key)

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,7 @@ type runConfig struct {
 	conns                           int
 	poolSize, beyondSize            int
 	quick                           bool
+	only                            *regexp.Regexp
 	docs, profiles, command         string
 }
 
@@ -65,7 +67,21 @@ func parseFlags() (runConfig, error) {
 	flag.StringVar(&c.docs, "docs", "", "markdown file whose generated section is replaced")
 	flag.StringVar(&c.profiles, "profiles", "", "folder for pprof text summaries")
 	flag.StringVar(&c.command, "command", "make bench", "the command to record in the report")
+	only := flag.String("only", "",
+		"run only the scenarios whose key matches this regular expression "+
+			"(e.g. 'get-(bare|full)-hot'), for checking a change; no -docs with it")
 	flag.Parse()
+
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return c, fmt.Errorf("-only %q: %w", *only, err)
+		}
+		if c.docs != "" {
+			return c, errors.New("-only runs a subset: it cannot rewrite -docs")
+		}
+		c.only = re
+	}
 
 	if c.quick {
 		// One round, whose own warm-up is the only one needed; flags given

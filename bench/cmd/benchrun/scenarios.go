@@ -123,11 +123,12 @@ func newRunner(cfg runConfig, p *platform, log, raw io.Writer) *runner {
 		samples: map[string][]sample{}}
 }
 
-// selected are the scenarios of this run (all, or the quick ones).
+// selected are the scenarios of this run (all, the quick ones, or those
+// -only matches).
 func (r *runner) selected() []scenario {
 	var out []scenario
 	for _, s := range scenarios() {
-		if !r.cfg.quick || s.quick {
+		if r.chosen(s) {
 			out = append(out, s)
 		}
 	}
@@ -138,6 +139,14 @@ func (r *runner) selected() []scenario {
 // run warms every scenario up, then runs the rounds: all saturating
 // scenarios in turn, each after a short warm-up, then the paced ones at
 // half the full gateway's median rate.
+func (r *runner) chosen(s scenario) bool {
+	if r.cfg.only != nil {
+		return r.cfg.only.MatchString(s.key)
+	}
+
+	return !r.cfg.quick || s.quick
+}
+
 func (r *runner) run(ctx context.Context) error {
 	var saturating, paced []scenario
 	for _, s := range r.selected() {
@@ -170,6 +179,10 @@ func (r *runner) run(ctx context.Context) error {
 	full := medianOf(r.samples["get-full-"+string(hotES256)], func(s sample) float64 {
 		return s.RPS()
 	})
+	if full == 0 {
+		say(r.log, "no paced runs: they need the full gateway's saturated rate\n")
+		return nil
+	}
 	r.paceRate = full / 2
 	r.paceMS = max(1, int(math.Round(float64(r.cfg.conns)*1000/r.paceRate-0.5)))
 	say(r.log, "paced runs: %.0f req/s target, %d connections pausing %d ms\n",
