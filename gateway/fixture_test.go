@@ -20,6 +20,7 @@ import (
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
 	"github.com/gatehouse-dev/gatehouse/gen/openapi"
+	"github.com/gatehouse-dev/gatehouse/interceptors/accesslog"
 	"github.com/gatehouse-dev/gatehouse/interceptors/validation"
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
 	"github.com/gatehouse-dev/gatehouse/services/orders"
@@ -93,6 +94,9 @@ type stackOptions struct {
 	// noFaults turns the fault-injecting product ids into ordinary
 	// unknown products.
 	noFaults bool
+	// accessLog puts the access log layer around the gateway, as the
+	// binary does, so the gateway sees a wrapped response writer.
+	accessLog bool
 }
 
 func newStack(tb testing.TB, opts stackOptions) *stack {
@@ -161,7 +165,16 @@ func newStack(tb testing.TB, opts stackOptions) *stack {
 		tb.Fatalf("gateway.New: %v", err)
 	}
 
-	srv, err := gateway.NewHTTPServer(gw, gateway.ServerConfig{
+	var handler http.Handler = gw
+	if opts.accessLog {
+		access, err := accesslog.NewHTTP(logger)
+		if err != nil {
+			tb.Fatalf("access log: %v", err)
+		}
+		handler = gateway.Layers{AccessLog: access}.Wrap(gw)
+	}
+
+	srv, err := gateway.NewHTTPServer(handler, gateway.ServerConfig{
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		Logger:            logger,
@@ -381,6 +394,9 @@ type rawResponse struct {
 	status int
 	header http.Header
 	body   []byte
+	// close: the response said Connection: close (net/http's reader takes
+	// the header out and reports it here).
+	close bool
 }
 
 // jsonStatus is the error body every refusal must have.
@@ -440,7 +456,8 @@ func readResponse(tb testing.TB, conn net.Conn, head bool) rawResponse {
 		tb.Fatalf("read response body: %v", err)
 	}
 
-	return rawResponse{status: resp.StatusCode, header: resp.Header, body: body}
+	return rawResponse{status: resp.StatusCode, header: resp.Header, body: body,
+		close: resp.Close}
 }
 
 // request builds a raw HTTP/1.1 request; Content-Length is added for a

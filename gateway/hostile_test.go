@@ -2,10 +2,12 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -437,4 +439,43 @@ func disconnectMidStream(t *testing.T, s *stack) rawResponse {
 	s.awaitWatchEnd(t, id, codes.Canceled)
 
 	return rawResponse{status: http.StatusOK, header: st.header}
+}
+
+// A body over the limit is refused without reading the rest of it, so the
+// connection cannot carry another request: the answer says so and the
+// server closes it, whether the length was declared or the body chunked,
+// also behind the layers that wrap the response writer.
+func TestOversizedBodyClosesConnection(t *testing.T) {
+	s := newStack(t, stackOptions{accessLog: true})
+	huge := strings.Repeat(" ", maxBodyBytes+1024)
+
+	for _, tc := range []struct{ name, request string }{
+		{"declared length", postOrder(huge)},
+		{"chunked", postOrder(chunked(huge), "Transfer-Encoding: chunked")},
+		{"chunked, 300 KB", postOrder(chunked(strings.Repeat(" ", 300<<10)),
+			"Transfer-Encoding: chunked")},
+		{"chunked on a route that takes none", request("GET", "/v1/products",
+			[]string{"Transfer-Encoding: chunked"}, chunked("hello"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := s.connect(t)
+			_, _ = io.WriteString(conn, tc.request)
+
+			resp := readResponse(t, conn, false)
+			if resp.status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status = %d, want 413", resp.status)
+			}
+			if !resp.close {
+				t.Errorf("response without Connection: close")
+			}
+
+			// The server must hang up rather than wait for a next request;
+			// the connection's deadline bounds the wait.
+			buf := make([]byte, 1)
+			if _, err := conn.Read(buf); !errors.Is(err, io.EOF) &&
+				!errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("read after the answer: %v, want EOF or reset", err)
+			}
+		})
+	}
 }

@@ -107,7 +107,6 @@ func (g *Gateway) checkContentType(w http.ResponseWriter, r *http.Request, rt *r
 // the connection closes after the answer, so the rest is never read.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, rt *route) bool {
 	if r.ContentLength > rt.maxBody {
-		w.Header().Set("Connection", "close")
 		g.refuseBody(w, r, rt)
 		return false
 	}
@@ -118,14 +117,10 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, rt *route) bo
 		return true
 	}
 
-	// http.MaxBytesReader tells the server to close the connection when it
-	// trips, which only the server's own writer can take.
-	raw := w
-	if rw, ok := w.(*responseWriter); ok {
-		raw = rw.ResponseWriter
-	}
-
-	data, err := io.ReadAll(http.MaxBytesReader(raw, r.Body, rt.maxBody))
+	// http.MaxBytesReader can tell net/http to close the connection only
+	// through net/http's own writer, which the layers outside have wrapped;
+	// refuseBody asks for the close with a Connection header instead.
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.maxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		var netErr net.Error
@@ -156,6 +151,9 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, rt *route) bo
 func (g *Gateway) refuseBody(w http.ResponseWriter, r *http.Request, rt *route) {
 	g.logger.Debug("request refused: body too large", zap.String("route", rt.template),
 		zap.Int64("content_length", r.ContentLength), zap.Int64("limit", rt.maxBody))
+
+	// The rest of the body is never read: the connection cannot be reused.
+	w.Header().Set("Connection", "close")
 
 	msg := "this route takes no request body"
 	if rt.maxBody > 0 {

@@ -36,6 +36,7 @@ func (s *Stack) startIssuer() error {
 		"-issuer", s.IssuerURL,
 		"-keys", filepath.Join(s.CertDir, "devissuer-keys.json"),
 		"-client", client,
+		"-log-format", s.cfg.LogFormat,
 	})
 
 	return err
