@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -205,5 +207,34 @@ func TestField(t *testing.T) {
 		if got := field(tt.in, tt.i); got != tt.want {
 			t.Errorf("field(%q, %d) = %q, want %q", tt.in, tt.i, got, tt.want)
 		}
+	}
+}
+
+func TestSelected(t *testing.T) {
+	keys := func(cfg runConfig) []string {
+		var out []string
+		for _, s := range newRunner(cfg, nil, nil, nil).selected() {
+			out = append(out, s.key)
+		}
+
+		return out
+	}
+
+	only := keys(runConfig{only: regexp.MustCompile(`^get-(bare|full)-hot-es256$`)})
+	if !slices.Equal(only, []string{"get-bare-hot-es256", "get-full-hot-es256"}) {
+		t.Errorf("-only selected %v", only)
+	}
+
+	// -only wins over -quick; -quick alone keeps only the quick cases.
+	quickOnly := keys(runConfig{quick: true, only: regexp.MustCompile(`^get-full-hot-rs256$`)})
+	if !slices.Equal(quickOnly, []string{"get-full-hot-rs256"}) {
+		t.Errorf("-quick -only selected %v", quickOnly)
+	}
+	all, quick := keys(runConfig{}), keys(runConfig{quick: true})
+	if len(quick) == 0 || len(quick) >= len(all) {
+		t.Errorf("quick selects %d of %d scenarios", len(quick), len(all))
+	}
+	if slices.Contains(quick, "get-full-hot-rs256") {
+		t.Errorf("quick selects get-full-hot-rs256, which is not a quick case")
 	}
 }
