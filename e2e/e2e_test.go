@@ -147,9 +147,9 @@ func TestPlatform(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				var hdr []string
+				hdr := []string{"X-Request-Id", "e2e-auth-" + strings.ReplaceAll(tc.name, " ", "-")}
 				if tc.auth != "" {
-					hdr = []string{"Authorization", tc.auth}
+					hdr = append(hdr, "Authorization", tc.auth)
 				}
 				r := call(t, tc.method, gw+tc.path, tc.body, hdr...)
 				if r.status != tc.status {
@@ -160,6 +160,9 @@ func TestPlatform(t *testing.T) {
 				}
 			})
 		}
+
+		// Who was refused matters most when the token itself was valid.
+		checkRefusalNamed(t, output, "e2e-auth-token-lacking-orders.write")
 	})
 
 	t.Run("one request id and trace id across every hop; no secret logged", func(t *testing.T) {

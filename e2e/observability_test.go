@@ -130,6 +130,47 @@ func checkObservability(
 	checkNoSecrets(t, stack, output.String(), token)
 }
 
+// checkRefusalNamed waits for the gateway's access line of the refused
+// request with requestID and for its authz_denied security event, and
+// checks that both name the caller of the (valid) token.
+func checkRefusalNamed(t *testing.T, output *lockedBuffer, requestID string) {
+	t.Helper()
+
+	var access, event *logLine
+	deadline := time.Now().Add(10 * time.Second)
+	for (access == nil || event == nil) && time.Now().Before(deadline) {
+		for _, l := range logLines(output.String()) {
+			if l.proc != "gateway" {
+				continue
+			}
+			switch {
+			case l.fields["msg"] == "http request" && l.fields["request_id"] == requestID:
+				access = &l
+			case l.fields["event"] == "authz_denied" && l.fields["request_id"] == requestID:
+				event = &l
+			}
+		}
+		if access == nil || event == nil {
+			time.Sleep(50 * time.Millisecond) // log lines are flushed asynchronously
+		}
+	}
+
+	if access == nil || event == nil {
+		t.Fatalf("request %s: access line found %v, authz_denied event found %v",
+			requestID, access != nil, event != nil)
+	}
+	if access.fields["status"] != float64(403) {
+		t.Errorf("access line status %v, want 403", access.fields["status"])
+	}
+	principal, _ := access.fields["principal"].(string)
+	if principal == "" {
+		t.Errorf("403 access line names no principal: %v", access.fields)
+	}
+	if event.fields["principal"] != principal {
+		t.Errorf("authz_denied principal %v, access line %q", event.fields["principal"], principal)
+	}
+}
+
 // hopLines finds the access line of each hop carrying requestID, keyed by
 // hop ("gateway", "orders-1", "catalog" for any catalog instance).
 func hopLines(lines []logLine, requestID string) map[string]logLine {

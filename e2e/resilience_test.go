@@ -92,12 +92,22 @@ func TestCrashedInstance(t *testing.T) {
 	l := startLoad(t, s.GatewayURL, readURLs)
 	waitSettled(t, l, time.Now(), victim, survivor)
 
+	// Killed from outside the stack, as a crash would end it: make run must
+	// notice (Stack.Died) rather than keep serving half a platform.
 	killed := time.Now()
-	if err := s.Process("catalog-1").Signal(syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(-s.Process("catalog-1").Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 
 	killDone := time.Now()
+	select {
+	case p := <-s.Died():
+		if p.Name != "catalog-1" {
+			t.Errorf("Died reported %s, want catalog-1", p.Name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Died did not report the killed catalog-1")
+	}
 	settled := waitSettled(t, l, killed, survivor)
 
 	var critical time.Time

@@ -32,6 +32,9 @@ type routed struct {
 	params  map[string]string
 	passed  bool  // the auth guard called its next handler
 	refusal error // why the auth guard refused, from NoteRefusal
+	// refused is the caller of a verified token the guard refused (a 403),
+	// from NoteRefusal; nil when no token was verified.
+	refused *jwtauth.Principal
 }
 
 type routedKey struct{}
@@ -88,7 +91,18 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 		r, st := g.withRouted(r, params)
 		guarded.ServeHTTP(w, r)
 
-		if st.passed || g.cfg.OnAuthRefused == nil {
+		if st.passed {
+			return
+		}
+
+		// A refused caller whose token was valid is named in the access
+		// line and the refusal report: who was denied matters most.
+		if st.refused != nil {
+			ctx := jwtauth.WithPrincipal(r.Context(), st.refused)
+			httpcall.Annotate(ctx, r)
+			r = r.WithContext(ctx)
+		}
+		if g.cfg.OnAuthRefused == nil {
 			return
 		}
 
@@ -101,11 +115,12 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 }
 
 // NoteRefusal is the auth.WithRefusalHook of the gateway's guard: it keeps
-// the detailed reason of a refused request so that OnAuthRefused gets it.
+// the detailed reason of a refused request, and the caller when the token
+// was valid, so that OnAuthRefused and the access log get them.
 // Give it to the guard in Config.Auth, or OnAuthRefused sees a nil error.
 func NoteRefusal(ctx context.Context, r auth.Refusal) {
 	if st := routedFrom(ctx); st != nil {
-		st.refusal = r.Err
+		st.refusal, st.refused = r.Err, r.Principal
 	}
 }
 

@@ -97,6 +97,8 @@ type Config struct {
 	// the HTTP status of the answer and the reason (wrapping a jwtauth or
 	// authz sentinel; nil unless Auth was built with the NoteRefusal hook);
 	// the binary counts it as a security event and feeds the abuse guard.
+	// When the token was valid (a 403) and the hook is there, r's context
+	// carries the refused caller (jwtauth.PrincipalFrom).
 	OnAuthRefused func(r *http.Request, status int, reason error)
 	// PrincipalLimit is the per-principal rate limit stage, applied after
 	// authentication; nil means none.

@@ -11,6 +11,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -22,16 +23,45 @@ import (
 // defaultKeyFile is shared by serve and mint.
 const defaultKeyFile = ".run/certs/devissuer-keys.json"
 
+// errUsage marks a command line that could not be used; what was wrong
+// has been said on stderr already.
+var errUsage = errors.New("bad usage")
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "devissuer:", err)
-		os.Exit(1)
+	os.Exit(exitCode(run(os.Args[1:])))
+}
+
+// exitCode is the status for run's error, as the other binaries' flags
+// have it: 0 for success and -h, 2 for a bad command line, 1 otherwise.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
 	}
+
+	fmt.Fprintln(os.Stderr, "devissuer:", err)
+
+	return 1
+}
+
+// parseFlags parses args into fs, which has printed what was wrong.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+
+	return nil
 }
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		fmt.Fprintln(os.Stderr, usage)
+		return errUsage
 	}
 
 	switch args[0] {
@@ -44,7 +74,9 @@ func run(args []string) error {
 		return nil
 	}
 
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	fmt.Fprintf(os.Stderr, "devissuer: unknown command %q\n%s\n", args[0], usage)
+
+	return errUsage
 }
 
 const usage = `usage:

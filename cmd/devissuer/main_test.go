@@ -261,3 +261,28 @@ func TestServeRefusesRemoteListen(t *testing.T) {
 		t.Errorf("output = %s, want the loopback refusal", out)
 	}
 }
+
+// A bad command line exits 2 as the other binaries' flags do; -h exits 0.
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"no command", nil, 2},
+		{"unknown command", []string{"issue"}, 2},
+		{"bad duration", []string{"serve", "-log-flush-interval", "x"}, 2},
+		{"unknown flag", []string{"mint", "-nope"}, 2},
+		{"help", []string{"serve", "-h"}, 0},
+		{"help of mint", []string{"mint", "-help"}, 0},
+		{"refused after parsing", []string{"serve", "-listen", "0.0.0.0:0", "-client", "a:b"}, 1},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitCode(run(tt.args)); got != tt.want {
+				t.Errorf("exit code %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

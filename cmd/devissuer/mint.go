@@ -26,7 +26,7 @@ func mint(args []string) error {
 		alg = fs.String("alg", devissuer.ES256, "signing algorithm: ES256 or RS256")
 	)
 	fs.Var(&claims, "claim", "extra string claim k=v (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -34,7 +34,7 @@ func serve(args []string) error {
 	fs.Var(&clientSpecs, "client", "client ID:SECRET[:SCOPES[:ROLES]] (repeatable; "+
 		"scopes and roles comma-separated)")
 	logFlags.Register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 

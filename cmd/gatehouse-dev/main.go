@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -92,11 +93,26 @@ func run() error {
 
 	printBanner(stack, *consulLog)
 	fmt.Printf("Every gRPC hop is mutual TLS; certificates are in %s.\n", stack.CertDir)
-	<-ctx.Done()
+
+	var died error
+	select {
+	case <-ctx.Done():
+	case p := <-stack.Died():
+		// Half a platform is worse than none: say which part ended, and stop.
+		status := "exit status 0"
+		if err := p.Err(); err != nil {
+			status = err.Error()
+		}
+		fmt.Printf("\n%s exited unexpectedly (%s).\n", p.Name, status)
+		died = fmt.Errorf("stopped everything because %s exited (%s)", p.Name, status)
+	}
 
 	fmt.Println("\nStopping: services deregister, then the Consul agent stops...")
 	if err := stack.Stop(); err != nil {
-		return err
+		return errors.Join(died, err)
+	}
+	if died != nil {
+		return died
 	}
 	fmt.Println("Stopped cleanly.")
 

@@ -148,6 +148,8 @@ type Stack struct {
 
 	mu    sync.Mutex
 	procs []*Process
+	// died carries the first process that ended unasked (see Died).
+	died chan *Process
 }
 
 // Start starts Consul, the services and the gateway, and returns once all
@@ -205,7 +207,8 @@ func Prepare(cfg Config) (*Stack, error) {
 		}
 		return nil, err
 	}
-	s := &Stack{cfg: cfg, Consul: agent, CertDir: certDir, tempCertDir: temp}
+	s := &Stack{cfg: cfg, Consul: agent, CertDir: certDir, tempCertDir: temp,
+		died: make(chan *Process, 1)}
 
 	gwAddr, err := resolvePort(cfg.GatewayAddr)
 	if err != nil {
@@ -283,6 +286,13 @@ func (s *Stack) spawn(name, binary string, argv []string) (*Process, error) {
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
+
+		if !p.stopped.Load() {
+			select {
+			case s.died <- p:
+			default: // an earlier death is being reported already
+			}
+		}
 	}()
 
 	s.mu.Lock()
@@ -291,6 +301,12 @@ func (s *Stack) spawn(name, binary string, argv []string) (*Process, error) {
 
 	return p, nil
 }
+
+// Died receives the first process of the stack that ends without having
+// been signalled through Process.Signal or Stop: a crash, or a kill from
+// outside. make run watches it so that it stops, and says why, rather than
+// serving half a platform.
+func (s *Stack) Died() <-chan *Process { return s.died }
 
 // Process returns the process with the given name, or nil.
 func (s *Stack) Process(name string) *Process {

@@ -25,6 +25,16 @@ type Process struct {
 // Pid is the operating-system process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Err is the process's exit error once it has ended (nil for status 0).
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {
