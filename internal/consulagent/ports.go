@@ -1,19 +1,14 @@
 package consulagent
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
+
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 )
 
 // loopback is the only address the agent binds to and advertises.
 const loopback = "127.0.0.1"
-
-// maxPortTries bounds how many ports are tried for one slot whose UDP twin
-// turns out to be taken.
-const maxPortTries = 20
 
 // Ports are the loopback ports one agent uses, all picked free at Start.
 // HTTPS and GRPCTLS are picked even when their listeners are disabled.
@@ -79,30 +74,8 @@ func pickPorts() (Ports, error) {
 	return p, nil
 }
 
-// reservePort binds a free TCP port on loopback (and the same UDP port when
-// withUDP is set) and returns the sockets holding it.
+// reservePort holds a free TCP port on loopback (and the same UDP port
+// when withUDP is set) and returns the sockets holding it.
 func reservePort(withUDP bool) (int, []io.Closer, error) {
-	for range maxPortTries {
-		tl, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
-		if err != nil {
-			return 0, nil, fmt.Errorf("listen tcp on %s: %w", loopback, err)
-		}
-
-		port := tl.Addr().(*net.TCPAddr).Port
-		if !withUDP {
-			return port, []io.Closer{tl}, nil
-		}
-
-		addr := net.JoinHostPort(loopback, strconv.Itoa(port))
-
-		ul, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			_ = tl.Close()
-			continue
-		}
-
-		return port, []io.Closer{tl, ul}, nil
-	}
-
-	return 0, nil, errors.New("no port free for both tcp and udp")
+	return freeport.Hold(loopback, withUDP)
 }

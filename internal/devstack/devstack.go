@@ -20,13 +20,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/consulagent"
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"github.com/hashicorp/consul/api"
 	"go.uber.org/zap"
@@ -446,11 +446,10 @@ func resolvePort(addr string) (string, error) {
 		return addr, nil
 	}
 
-	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	free, err := freeport.Addr(host)
 	if err != nil {
 		return "", fmt.Errorf("devstack: find a free port on %s: %w", host, err)
 	}
-	defer func() { _ = lis.Close() }()
 
-	return net.JoinHostPort(host, strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)), nil
+	return free, nil
 }

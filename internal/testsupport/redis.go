@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 )
 
 // RedisBinEnv names the environment variable that overrides the path of the
@@ -212,13 +214,7 @@ func RedisBin() (string, error) {
 	return debianPath, nil
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
+// freePort picks a free TCP port on 127.0.0.1 (see internal/freeport).
 func freePort() (int, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("listen on 127.0.0.1:0: %w", err)
-	}
-	defer func() { _ = lis.Close() }()
-
-	return lis.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Port("127.0.0.1")
 }

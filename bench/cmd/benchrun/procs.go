@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
@@ -274,15 +276,15 @@ func parseHexAddr(s string) (*net.TCPAddr, bool) {
 	return &net.TCPAddr{IP: ip, Port: int(port)}, true
 }
 
-// freeAddr returns 127.0.0.1:port with a port free at the time of asking.
+// freeAddr returns 127.0.0.1:port with a port free at the time of asking,
+// below the kernel's ephemeral range (see internal/freeport).
 func freeAddr() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
 	}
-	defer func() { _ = lis.Close() }()
 
-	return lis.Addr().String(), nil
+	return addr, nil
 }
 
 // portOf returns the port of a host:port or URL's host:port.

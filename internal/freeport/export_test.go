@@ -1,0 +1,4 @@
+package freeport
+
+// EphemeralLowForTest exposes the range's top to the tests.
+func EphemeralLowForTest() int { return top }
