@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/gatehouse-dev/gatehouse/httpcall"
 	"github.com/gatehouse-dev/gatehouse/interceptors/auth"
@@ -60,11 +61,25 @@ func (g *Gateway) withRouted(r *http.Request, params map[string]string) (*http.R
 // labelRoute looks the matched route up once for the later middleware and
 // records its template for the access log and metrics, so requests
 // refused before the backend call are labelled too.
+//
+// grpc-gateway applies its middleware once per registered method and
+// pattern, so each closure serves one route: it remembers that route after
+// the first look-up, which renders the pattern to a string.
 func (g *Gateway) labelRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
+	var memo atomic.Pointer[route]
+
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		r, st := g.withRouted(r, params)
-		if st.route != nil {
-			httpcall.SetRoute(r.Context(), st.route.template)
+		rt := memo.Load()
+		if rt == nil || rt.method != r.Method {
+			if rt = g.routes.lookup(r); rt != nil {
+				memo.CompareAndSwap(nil, rt)
+			}
+		}
+
+		st := &routed{route: rt, params: params}
+		r = r.WithContext(context.WithValue(r.Context(), routedKey{}, st))
+		if rt != nil {
+			httpcall.SetRoute(r.Context(), rt.template)
 		}
 
 		next(w, r, params)

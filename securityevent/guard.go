@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/httpcall"
@@ -106,6 +107,10 @@ type AbuseGuard struct {
 	now      func() time.Time
 	clientIP func(*http.Request) string
 	v6Bits   int
+
+	// nBlocked mirrors blocked.Len(), written under mu, so the middleware
+	// skips the client's address and the lock while nobody is blocked.
+	nBlocked atomic.Int64
 
 	// mu guards the fields below it.
 	mu      sync.Mutex
@@ -210,6 +215,7 @@ func (g *AbuseGuard) RecordFailure(ip string) bool {
 	c.failures = nil
 	c.until = until
 	c.elem = g.blocked.PushBack(c)
+	g.nBlocked.Store(int64(g.blocked.Len()))
 	g.mu.Unlock()
 
 	g.report(ended)
@@ -245,6 +251,7 @@ func (g *AbuseGuard) Sweep() {
 			break
 		}
 		g.blocked.Remove(e)
+		g.nBlocked.Store(int64(g.blocked.Len()))
 		delete(g.clients, c.key)
 		ended = append(ended, c)
 	}
@@ -284,6 +291,11 @@ func (g *AbuseGuard) Run(ctx context.Context, interval time.Duration) {
 // which calls RecordFailure.
 func (g *AbuseGuard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.nBlocked.Load() == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+
 		until, blocked := g.blockedUntil(g.clientIP(r))
 		if !blocked {
 			next.ServeHTTP(w, r)
@@ -335,6 +347,7 @@ func (g *AbuseGuard) expireLocked(key string, now time.Time) *client {
 	}
 
 	g.blocked.Remove(c.elem)
+	g.nBlocked.Store(int64(g.blocked.Len()))
 	delete(g.clients, key)
 
 	return c
@@ -387,6 +400,10 @@ func (g *AbuseGuard) key(ip string) string {
 		return ip
 	}
 
+	if addr.Is4() {
+		// ParseAddr takes IPv4 only in its canonical dotted form.
+		return ip
+	}
 	addr = addr.Unmap().WithZone("")
 	if addr.Is4() {
 		return addr.String()

@@ -323,6 +323,22 @@ func TestGuardMiddleware(t *testing.T) {
 	if got, _, _ := get(false); got != http.StatusOK {
 		t.Errorf("good request after the cooldown: status %d, want 200", got)
 	}
+
+	// The middleware skips its look-up while nobody is blocked; a second
+	// block must still be seen, and one ended by Sweep must be let go.
+	for i := range 4 {
+		if got, _, _ := get(true); got != http.StatusUnauthorized {
+			t.Fatalf("bad request %d after the first block: status %d, want 401", i, got)
+		}
+	}
+	if got, _, _ := get(false); got != http.StatusTooManyRequests {
+		t.Fatalf("good request during the second block: status %d, want 429", got)
+	}
+	clock.Set(11*time.Minute + time.Second)
+	g.Sweep()
+	if got, _, _ := get(false); got != http.StatusOK {
+		t.Errorf("good request after Sweep ended the second block: status %d, want 200", got)
+	}
 }
 
 // TestGuardRunStops checks that Run returns once its context is done.

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/gen/openapi"
 	"github.com/gatehouse-dev/gatehouse/interceptors/validation"
 	"github.com/gatehouse-dev/gatehouse/internal/certflags"
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
 	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/hashicorp/consul/api"
@@ -60,6 +61,7 @@ func run() error {
 		return err
 	}
 	defer func() { _ = closeLog() }()
+	gctune.Apply(logger)
 
 	// The gateway's own identity for calls to the backends; until its first
 	// certificate is loaded every backend call fails and /readyz says so.

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/discovery"
 	"github.com/gatehouse-dev/gatehouse/internal/authflags"
 	"github.com/gatehouse-dev/gatehouse/internal/certflags"
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 	"github.com/gatehouse-dev/gatehouse/jwtauth"
@@ -90,6 +91,7 @@ func (f *Flags) Start(name string) (_ *Service, err error) {
 	// Registered first, so it runs last: lines logged while the rest closes
 	// are written too.
 	s.closers = append(s.closers, func() { _ = closeLog() })
+	gctune.Apply(s.Logger)
 
 	if s.Certs, err = f.Certs.Source(name, s.Logger); err != nil {
 		return nil, err

@@ -258,9 +258,13 @@ func setLimitHeaders(h http.Header, d ratelimit.Decision) {
 		}
 	}
 
-	h[canonicalLimit] = []string{strconv.Itoa(d.Limit)}
-	h[canonicalRemaining] = []string{strconv.Itoa(d.Remaining)}
-	h[canonicalReset] = []string{strconv.FormatInt(ceilSeconds(d.ResetAfter), 10)}
+	// One backing array for the three values: one allocation, not three.
+	v := [...]string{strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining),
+		strconv.FormatInt(ceilSeconds(d.ResetAfter), 10)}
+	vals := v[:]
+	h[canonicalLimit] = vals[0:1:1]
+	h[canonicalRemaining] = vals[1:2:2]
+	h[canonicalReset] = vals[2:3:3]
 }
 
 // WriteRefused answers 429 with Retry-After and the JSON status body,

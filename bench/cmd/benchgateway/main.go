@@ -31,6 +31,7 @@ import (
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/authflags"
 	"github.com/gatehouse-dev/gatehouse/internal/certflags"
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
 	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/tracing"
@@ -129,6 +130,9 @@ func run() error {
 		h, err = bare(o)
 		srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	} else {
+		// Gatehouse's wiring gets Gatehouse's collector target, as
+		// cmd/gateway does; bare stays plain grpc-gateway with Go's.
+		gctune.Apply(logger)
 		var c *composition
 		c, err = compose(ctx, o, layers, reg, logger)
 		if c != nil {

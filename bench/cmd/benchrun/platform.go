@@ -18,6 +18,7 @@ import (
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/devstack"
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/pki"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -217,17 +218,23 @@ func (p *platform) startFull(ctx context.Context) error {
 }
 
 // benchGateways are the bench gateway configurations: name and -layers.
-var benchGateways = []struct{ name, layers string }{
-	{"bare", ""},
-	{"edge", "edge"},
-	{"jwt", "jwt"},
-	{"ratelimit", "ratelimit"},
-	{"validation", "validation"},
-	{"accesslog", "accesslog"},
-	{"metrics", "metrics"},
-	{"tracing", "tracing"},
-	{"mtls", "mtls"},
-	{"all", "all"},
+var benchGateways = []struct {
+	name, layers string
+	env          []string // extra environment, as NAME=value
+}{
+	{"bare", "", nil},
+	// Plain grpc-gateway with the collector target Gatehouse's binaries
+	// pick (internal/gctune), to show what that setting alone is worth.
+	{"bare-gogc", "", []string{fmt.Sprintf("GOGC=%d", gctune.DefaultPercent)}},
+	{"edge", "edge", nil},
+	{"jwt", "jwt", nil},
+	{"ratelimit", "ratelimit", nil},
+	{"validation", "validation", nil},
+	{"accesslog", "accesslog", nil},
+	{"metrics", "metrics", nil},
+	{"tracing", "tracing", nil},
+	{"mtls", "mtls", nil},
+	{"all", "all", nil},
 }
 
 // startBench starts the bench backend and one bench gateway per
@@ -266,12 +273,15 @@ func (p *platform) startBench(ctx context.Context) error {
 		if g.layers == "mtls" || g.layers == "all" {
 			catalog, orders = p.catalogTLS, ordersTLS
 		}
-		proc, err := p.launch("gw-"+g.name, gatewayCore,
-			filepath.Join(p.cfg.benchBin, "benchgateway"),
+		// env(1) sets the environment and execs the gateway, so the
+		// process measured is still the gateway.
+		args := append(append([]string{}, g.env...), filepath.Join(p.cfg.benchBin,
+			"benchgateway"))
+		proc, err := p.launch("gw-"+g.name, gatewayCore, "env", append(args,
 			"-listen", listen, "-catalog", catalog, "-orders", orders, "-layers", g.layers,
 			"-cert-dir", p.stack.CertDir, "-jwt-issuer", p.stack.IssuerURL,
 			"-ratelimit-config", p.file("ratelimit.json"),
-			"-admin-listen", admin, "-admin-pprof")
+			"-admin-listen", admin, "-admin-pprof")...)
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,8 @@ func scenarios() []scenario {
 			tokens: hotES256, method: "POST", path: "/v1/orders", body: true, quick: quick}
 	}
 
-	list := []scenario{get("bare", hotES256, true), get("edge", hotES256, true)}
+	list := []scenario{get("bare", hotES256, true), get("bare-gogc", hotES256, true),
+		get("edge", hotES256, true)}
 	for _, l := range []string{"jwt", "ratelimit", "validation", "accesslog", "metrics",
 		"tracing", "mtls"} {
 		list = append(list, get(l, hotES256, true))
