@@ -148,18 +148,31 @@ func (g *Guard) Check(
 	fullMethod string,
 	authorization []string,
 ) (*jwtauth.Principal, error) {
+	token, err := jwtauth.ParseAuthorization(authorization)
+
+	return g.check(ctx, fullMethod, len(authorization) > 0, token, err)
+}
+
+// check is Check with the Authorization values already parsed: present says
+// whether there were any, token and tokenErr are what parsing them gave.
+func (g *Guard) check(
+	ctx context.Context,
+	fullMethod string,
+	present bool,
+	token string,
+	tokenErr error,
+) (*jwtauth.Principal, error) {
 	rule, ok := g.policy.Rule(fullMethod)
 	if !ok {
 		return nil, fmt.Errorf("%w: method %q: %w", authz.ErrForbidden, fullMethod, authz.ErrNoRule)
 	}
 
-	if rule.GetPublic() && len(authorization) == 0 {
+	if rule.GetPublic() && !present {
 		return nil, nil
 	}
 
-	token, err := jwtauth.ParseAuthorization(authorization)
-	if err != nil {
-		return nil, err
+	if tokenErr != nil {
+		return nil, tokenErr
 	}
 
 	p, err := g.verifier.Verify(ctx, token)

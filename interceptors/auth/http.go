@@ -46,7 +46,9 @@ func (g *Guard) HTTPMiddleware(resolve MethodResolver) func(http.Handler) http.H
 				return
 			}
 
-			p, err := g.CheckHTTP(r, method)
+			// The token is read once, for the check and for the backend.
+			token, tokenErr := jwtauth.BearerToken(r)
+			p, err := g.checkHTTP(r, method, token, tokenErr)
 			if err != nil {
 				g.refused(r.Context(), "http", method, p, err)
 				g.writeRefusal(w, refusal(err))
@@ -56,7 +58,7 @@ func (g *Guard) HTTPMiddleware(resolve MethodResolver) func(http.Handler) http.H
 			if p != nil {
 				r = r.WithContext(jwtauth.WithPrincipal(r.Context(), p))
 			}
-			if token, err := jwtauth.BearerToken(r); err == nil {
+			if tokenErr == nil {
 				r = withBearer(r, token)
 			}
 
@@ -68,11 +70,23 @@ func (g *Guard) HTTPMiddleware(resolve MethodResolver) func(http.Handler) http.H
 // CheckHTTP is Check for an HTTP request: it also refuses a token passed
 // in the query string (jwtauth.ErrTokenInQuery), on every method.
 func (g *Guard) CheckHTTP(r *http.Request, fullMethod string) (*jwtauth.Principal, error) {
-	if _, err := jwtauth.BearerToken(r); errors.Is(err, jwtauth.ErrTokenInQuery) {
-		return nil, err
+	token, err := jwtauth.BearerToken(r)
+
+	return g.checkHTTP(r, fullMethod, token, err)
+}
+
+// checkHTTP is CheckHTTP with the result of jwtauth.BearerToken for r.
+func (g *Guard) checkHTTP(
+	r *http.Request,
+	fullMethod, token string,
+	tokenErr error,
+) (*jwtauth.Principal, error) {
+	if errors.Is(tokenErr, jwtauth.ErrTokenInQuery) {
+		return nil, tokenErr
 	}
 
-	return g.Check(r.Context(), fullMethod, r.Header.Values("Authorization"))
+	return g.check(r.Context(), fullMethod, len(r.Header.Values("Authorization")) > 0,
+		token, tokenErr)
 }
 
 // stripHeaders returns r when it has no header matching a stripped prefix,

@@ -13,6 +13,7 @@ package gctune
 import (
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -22,16 +23,37 @@ import (
 // sets none. docs/benchmarks.md has the measurement behind it.
 const DefaultPercent = 400
 
+// gogcMetric is the runtime's own record of the GOGC in force.
+const gogcMetric = "/gc/gogc:percent"
+
 // Apply sets the collector's target to DefaultPercent unless GOGC is set in
-// the environment, and logs the target in force either way.
+// the environment, and logs the target in force either way: the runtime's
+// reading of it, since Go quietly runs at 100 on a GOGC it cannot parse.
 func Apply(logger *zap.Logger) {
-	if v, ok := os.LookupEnv("GOGC"); ok {
-		logger.Info("garbage collector", zap.String("gogc", v),
-			zap.String("source", "GOGC environment variable"))
+	if raw, ok := os.LookupEnv("GOGC"); ok {
+		logger.Info("garbage collector", zap.String("gogc", Current()),
+			zap.String("source", "GOGC environment variable"), zap.String("env", raw))
 		return
 	}
 
 	debug.SetGCPercent(DefaultPercent)
-	logger.Info("garbage collector", zap.String("gogc", strconv.Itoa(DefaultPercent)),
+	logger.Info("garbage collector", zap.String("gogc", Current()),
 		zap.String("source", "Gatehouse default; set GOGC to change it"))
+}
+
+// Current is the GOGC in force as the runtime reports it: a percentage, or
+// "off" when collection is off.
+func Current() string {
+	sample := []metrics.Sample{{Name: gogcMetric}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return "unknown"
+	}
+
+	v := sample[0].Value.Uint64()
+	if int64(v) < 0 {
+		return "off"
+	}
+
+	return strconv.FormatUint(v, 10)
 }

@@ -3,6 +3,7 @@ package gctune_test
 import (
 	"os"
 	"runtime/debug"
+	"strconv"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/gctune"
@@ -10,24 +11,30 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// currentPercent reads the collector's target without changing it.
-func currentPercent(t *testing.T) int {
+// keepPercent puts back the collector's target the test started with.
+func keepPercent(t *testing.T) {
 	t.Helper()
-	v := debug.SetGCPercent(100)
-	debug.SetGCPercent(v)
-
-	return v
-}
-
-// restore puts back the collector's target the test started with.
-func restore(t *testing.T) {
-	t.Helper()
-	before := currentPercent(t)
+	before := debug.SetGCPercent(100)
+	debug.SetGCPercent(before)
 	t.Cleanup(func() { debug.SetGCPercent(before) })
 }
 
+// applyLogged runs Apply and returns the fields of its one log entry.
+func applyLogged(t *testing.T) map[string]any {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	gctune.Apply(zap.New(core))
+
+	entries := logs.FilterMessage("garbage collector").All()
+	if len(entries) != 1 {
+		t.Fatalf("log entries = %v, want one", entries)
+	}
+
+	return entries[0].ContextMap()
+}
+
 func TestApplyDefault(t *testing.T) {
-	restore(t)
+	keepPercent(t)
 	// t.Setenv restores GOGC after the test; then it is removed, since
 	// only an absent GOGC leaves the choice to Apply.
 	t.Setenv("GOGC", "")
@@ -36,31 +43,45 @@ func TestApplyDefault(t *testing.T) {
 	}
 	debug.SetGCPercent(100)
 
-	core, logs := observer.New(zap.InfoLevel)
-	gctune.Apply(zap.New(core))
+	fields := applyLogged(t)
 
-	if got := currentPercent(t); got != gctune.DefaultPercent {
-		t.Fatalf("GOGC after Apply = %d, want %d", got, gctune.DefaultPercent)
+	want := strconv.Itoa(gctune.DefaultPercent)
+	if got := gctune.Current(); got != want {
+		t.Fatalf("GOGC after Apply = %s, want %s", got, want)
 	}
-	entries := logs.FilterMessage("garbage collector").All()
-	if len(entries) != 1 || entries[0].ContextMap()["gogc"] != "400" {
-		t.Fatalf("log entries = %v, want one with gogc=400", entries)
+	if fields["gogc"] != want {
+		t.Errorf("logged gogc = %v, want %s", fields["gogc"], want)
 	}
 }
 
+// TestApplyKeepsEnvironment sets the collector as the runtime would have
+// read each GOGC value at start, and checks Apply leaves it and logs it.
 func TestApplyKeepsEnvironment(t *testing.T) {
-	restore(t)
-	t.Setenv("GOGC", "150")
-	debug.SetGCPercent(150)
-
-	core, logs := observer.New(zap.InfoLevel)
-	gctune.Apply(zap.New(core))
-
-	if got := currentPercent(t); got != 150 {
-		t.Fatalf("GOGC after Apply = %d, want the environment's 150", got)
+	tests := []struct {
+		env     string
+		percent int // what the runtime runs at for env
+		logged  string
+	}{
+		{"150", 150, "150"},
+		{"off", -1, "off"},
+		// Go runs at 100 on a value it cannot parse; the log says so.
+		{"fast", 100, "100"},
 	}
-	entries := logs.FilterMessage("garbage collector").All()
-	if len(entries) != 1 || entries[0].ContextMap()["gogc"] != "150" {
-		t.Fatalf("log entries = %v, want one with gogc=150", entries)
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			keepPercent(t)
+			t.Setenv("GOGC", tt.env)
+			debug.SetGCPercent(tt.percent)
+
+			fields := applyLogged(t)
+
+			if got := gctune.Current(); got != tt.logged {
+				t.Fatalf("GOGC after Apply = %s, want %s", got, tt.logged)
+			}
+			if fields["gogc"] != tt.logged || fields["env"] != tt.env {
+				t.Errorf("logged gogc=%v env=%v, want %s and %s", fields["gogc"],
+					fields["env"], tt.logged, tt.env)
+			}
+		})
 	}
 }
