@@ -42,6 +42,8 @@ type runConfig struct {
 	conns                           int
 	poolSize, beyondSize            int
 	quick                           bool
+	pairs                           int
+	pairDuration                    time.Duration
 	only                            *regexp.Regexp
 	docs, profiles, command         string
 }
@@ -64,6 +66,10 @@ func parseFlags() (runConfig, error) {
 	flag.IntVar(&c.beyondSize, "beyond", 15000,
 		"distinct tokens in the pool larger than the verifier's cache (10,000)")
 	flag.BoolVar(&c.quick, "quick", false, "the quick subset, one short round")
+	flag.IntVar(&c.pairs, "pairs", 9,
+		"cycles of the paired phase, which runs the targets' scenarios back to back (0: none)")
+	flag.DurationVar(&c.pairDuration, "pair-duration", 3*time.Second,
+		"length of each run of the paired phase")
 	flag.StringVar(&c.docs, "docs", "", "markdown file whose generated section is replaced")
 	flag.StringVar(&c.profiles, "profiles", "", "folder for pprof text summaries")
 	flag.StringVar(&c.command, "command", "make bench", "the command to record in the report")
@@ -96,6 +102,7 @@ func parseFlags() (runConfig, error) {
 			{"duration", func() { c.duration = 2 * time.Second }},
 			{"warmup", func() { c.warmup = 0 }},
 			{"round-warmup", func() { c.roundWarmup = time.Second }},
+			{"pairs", func() { c.pairs = 0 }},
 		}
 		for _, q := range quick {
 			if !set[q.name] {
@@ -105,6 +112,9 @@ func parseFlags() (runConfig, error) {
 	}
 	if c.rounds < 1 || c.conns < 1 || c.duration < time.Second {
 		return c, errors.New("need at least 1 round, 1 connection and 1s per run")
+	}
+	if c.pairs < 0 || (c.pairs > 0 && c.pairDuration < time.Second) {
+		return c, errors.New("-pairs must be 0 or more, with -pair-duration of 1s or more")
 	}
 	if c.beyondSize <= 10_000 {
 		return c, errors.New("-beyond must exceed the verifier's cache of 10,000 tokens")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"strings"
@@ -93,6 +94,12 @@ func (rep *report) header() {
 		"a %s warm-up, interleaved across scenarios; wrk 1 thread, %d connections; "+
 		"ghz %d workers on one connection. Figures are medians over rounds.\n",
 		c.rounds, c.duration, c.roundWarmup, c.conns, c.conns)
+	if n := len(rep.r.cycles["get-full-hot-es256"]); n > 0 {
+		rep.printf("- Paired phase, after the rounds: %d cycles, each running the scenarios "+
+			"the targets compare back to back (%s each after a %s warm-up, in an order "+
+			"rotated every cycle); the targets table judges on ratios taken within a "+
+			"cycle.\n", n, c.pairDuration, pairWarmup)
+	}
 	rep.printf("- Columns: \"front µs/req\" is the CPU time (utime+stime from /proc) of " +
 		"the core-0 process per request; \"core 1 µs/req\" that of the backends behind " +
 		"it plus the load generator; \"busy core 0 / 1\" is req/s times those, the share " +
@@ -244,37 +251,64 @@ func (rep *report) layerCosts() {
 	rep.printf("\n")
 }
 
-// targets checks the targets against the figures.
+// targets checks the targets against the figures: the ratio of the
+// rounds' medians and, where the paired phase ran, the median of the ratios
+// within its cycles, which decides the verdict.
 func (rep *report) targets() {
 	get := func(target string, t tokenSet) string { return "get-" + target + "-" + string(t) }
 
 	rep.printf("#### Ratios and targets\n\n")
-	rep.printf("| target | figure | verdict |\n|---|---:|---|\n")
+	if n := len(rep.r.cycles[get("full", hotES256)]); n > 0 {
+		rep.printf("\"Paired\" is the median of the ratios taken within each of %d cycles "+
+			"that ran the compared scenarios back to back, %s each (range in brackets); "+
+			"where it exists the verdict is on it. \"Rounds\" is the ratio of the rounds' "+
+			"medians above.\n\n", n, rep.cfg.pairDuration)
+	}
+	rep.printf("| target | rounds | paired | verdict |\n|---|---:|---:|---|\n")
 
-	bare := get("bare", hotES256)
-	for _, t := range []tokenSet{hotES256, hotRS256, pool, beyond} {
-		full := get("full", t)
-		if !rep.has(full) || !rep.has(bare) {
-			continue
+	// row prints one target: the figure from the rounds (round) and, if the
+	// paired phase has both keys, from the cycles (f over num, den).
+	row := func(name string, round float64, num, den string,
+		f func(num, den sample) float64, ok func(float64) bool, unit string) {
+		p, has := rep.r.pairedRatio(num, den, f)
+		pairedText, decided := "–", round
+		if has {
+			pairedText, decided = p.String()+unit, p.median
 		}
-		f, b := rep.stats(full), rep.stats(bare)
-		rep.printf("| full / bare req/s ≥ 0.85, full with %s | %.2f | %s |\n",
-			rep.tokenName(t), f.rps/b.rps, verdict(f.rps >= 0.85*b.rps))
-		rep.printf("| the same by front CPU per request (bare µs ÷ full µs) | %.2f | %s |\n",
-			b.cpu/f.cpu, verdict(b.cpu >= 0.85*f.cpu))
+		rep.printf("| %s | %.2f%s | %s | %s |\n", name, round, unit, pairedText,
+			verdict(ok(decided)))
 	}
-	if full, bg := get("full", hotES256), get("bare-gogc", hotES256); rep.has(full) &&
-		rep.has(bg) {
-		f, b := rep.stats(full), rep.stats(bg)
-		rep.printf("| full / bare, both with GOGC=400, req/s, 1 ES256 | %.2f | %s |\n",
-			f.rps/b.rps, verdict(f.rps >= 0.85*b.rps))
-		rep.printf("| the same by front CPU per request (bare µs ÷ full µs) | %.2f | %s |\n",
-			b.cpu/f.cpu, verdict(b.cpu >= 0.85*f.cpu))
+	atLeast := func(limit float64) func(float64) bool {
+		return func(v float64) bool { return v >= limit }
 	}
-	if all := get("all", hotES256); rep.has(all) && rep.has(bare) {
+	atMost := func(limit float64) func(float64) bool {
+		return func(v float64) bool { return v <= limit }
+	}
+
+	for _, base := range []struct{ key, text string }{
+		{get("bare", hotES256), "bare"},
+		{get("bare-gogc", hotES256), "bare with GOGC=400"},
+	} {
+		for _, t := range []tokenSet{hotES256, hotRS256, pool, beyond} {
+			full := get("full", t)
+			if base.key != get("bare", hotES256) && t != hotES256 {
+				continue
+			}
+			if !rep.has(full) || !rep.has(base.key) {
+				continue
+			}
+			f, b := rep.stats(full), rep.stats(base.key)
+			row(fmt.Sprintf("full / %s req/s ≥ 0.85, full with %s", base.text,
+				rep.tokenName(t)), f.rps/b.rps, full, base.key, rpsRatio, atLeast(0.85), "")
+			row("the same by front CPU per request (bare µs ÷ full µs)", b.cpu/f.cpu,
+				full, base.key, cpuRatio, atLeast(0.85), "")
+		}
+	}
+	if all, bare := get("all", hotES256), get("bare", hotES256); rep.has(all) &&
+		rep.has(bare) {
 		a, b := rep.stats(all), rep.stats(bare)
-		rep.printf("| every layer over the bench backend / bare req/s, 1 ES256 | %.2f | %s |\n",
-			a.rps/b.rps, verdict(a.rps >= 0.85*b.rps))
+		row("every layer over the bench backend / bare req/s, 1 ES256", a.rps/b.rps,
+			all, bare, rpsRatio, atLeast(0.85), "")
 	}
 
 	for _, t := range []tokenSet{hotES256, pool, beyond} {
@@ -283,22 +317,26 @@ func (rep *report) targets() {
 			continue
 		}
 		f, h := rep.stats(full), rep.stats(hap)
-		rep.printf("| full / HAProxy req/s ≥ 1, %s | %.2f | %s |\n", rep.tokenName(t),
-			f.rps/h.rps, verdict(f.rps >= h.rps))
-		rep.printf("| the same by front CPU per request (HAProxy µs ÷ full µs) | %.2f | %s |\n",
-			h.cpu/f.cpu, verdict(h.cpu >= f.cpu))
-		rep.printf("| full / HAProxy p99 ≤ 1.5, %s | %.2f | %s |\n", rep.tokenName(t),
-			f.p99/h.p99, verdict(f.p99 <= 1.5*h.p99))
+		row("full / HAProxy req/s ≥ 1, "+rep.tokenName(t), f.rps/h.rps, full, hap,
+			rpsRatio, atLeast(1), "")
+		row("the same by front CPU per request (HAProxy µs ÷ full µs)", h.cpu/f.cpu,
+			full, hap, cpuRatio, atLeast(1), "")
+		row("full / HAProxy p99 ≤ 1.5, "+rep.tokenName(t), f.p99/h.p99, full, hap,
+			p99Ratio, atMost(1.5), "")
 	}
 
 	if rep.has("paced-full") && rep.has("paced-bare") {
 		d := (rep.stats("paced-full").p99 - rep.stats("paced-bare").p99) / 1e3
-		rep.printf("| full p99 − bare p99 at half of saturation < 2 ms | %.2f ms | %s |\n",
+		rep.printf("| full p99 − bare p99 at half of saturation < 2 ms | %.2f ms | – | %s |\n",
 			d, verdict(d < 2))
 	}
 
 	fresh, worst := 0, ""
-	for key, samples := range rep.r.samples {
+	runs := maps.Clone(rep.r.samples)
+	for key, samples := range rep.r.cycles {
+		runs["paired "+key] = samples
+	}
+	for key, samples := range runs {
 		if strings.Contains(key, "haproxy") || strings.HasPrefix(key, "grpc-") {
 			continue
 		}
@@ -312,7 +350,7 @@ func (rep *report) targets() {
 		detail = "worst: " + worst
 	}
 	rep.printf("| no handshake per request: backend connections opened during measured "+
-		"gateway runs (%s) | %d | %s |\n\n", detail, fresh, verdict(fresh == 0))
+		"gateway runs (%s) | %d | – | %s |\n\n", detail, fresh, verdict(fresh == 0))
 }
 
 func verdict(ok bool) string {

@@ -113,6 +113,9 @@ type runner struct {
 	raw     io.Writer
 	offsets map[string]int64
 	samples map[string][]sample
+	// cycles holds the runs of the paired phase: cycles[key][i] is the
+	// run of key in cycle i.
+	cycles map[string][]sample
 	// paceMS and paceRate are the pause and the target rate of the paced
 	// runs, set after the saturating rounds.
 	paceMS   int
@@ -121,7 +124,7 @@ type runner struct {
 
 func newRunner(cfg runConfig, p *platform, log, raw io.Writer) *runner {
 	return &runner{cfg: cfg, p: p, log: log, raw: raw, offsets: map[string]int64{},
-		samples: map[string][]sample{}}
+		samples: map[string][]sample{}, cycles: map[string][]sample{}}
 }
 
 // selected are the scenarios of this run (all, the quick ones, or those
@@ -171,6 +174,9 @@ func (r *runner) run(ctx context.Context) error {
 	}
 
 	if err := r.rounds(ctx, saturating); err != nil {
+		return err
+	}
+	if err := r.pairedCycles(ctx); err != nil {
 		return err
 	}
 	if len(paced) == 0 {
