@@ -23,7 +23,9 @@ import (
 
 const instanceHeader = "Grpc-Metadata-X-Gatehouse-Instance"
 
-func startStack(t *testing.T) (*devstack.Stack, *lockedBuffer, string) {
+// startStack starts the platform for one test; gatewayArgs are added to the
+// gateway's command line.
+func startStack(t *testing.T, gatewayArgs ...string) (*devstack.Stack, *lockedBuffer, string) {
 	t.Helper()
 
 	consulBin, err := testsupport.ConsulBin()
@@ -45,6 +47,7 @@ func startStack(t *testing.T) (*devstack.Stack, *lockedBuffer, string) {
 		StepInterval:     100 * time.Millisecond,
 		Output:           out,
 		CertDir:          t.TempDir(),
+		GatewayArgs:      gatewayArgs,
 	})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)

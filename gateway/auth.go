@@ -121,11 +121,17 @@ func (g *Gateway) authenticate(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 
-		status := http.StatusUnauthorized
-		if rw, ok := w.(*responseWriter); ok && rw.status != 0 {
-			status = rw.status
+		status, received := http.StatusUnauthorized, r
+		if rw, ok := w.(*responseWriter); ok {
+			if rw.status != 0 {
+				status = rw.status
+			}
+			if rw.received != nil {
+				// The headers as sent, in this request's context.
+				received = rw.received.WithContext(r.Context())
+			}
 		}
-		g.cfg.OnAuthRefused(r, status, st.refusal)
+		g.cfg.OnAuthRefused(received, status, st.refusal)
 	}
 }
 

@@ -14,26 +14,25 @@ import (
 
 // admit runs the checks that need no route: the size of the request line
 // and headers, and the encoding of the URL. It answers a refused request
-// itself and reports whether the request may go on. Admitted requests lose
-// the headers only the edge may set.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) bool {
+// itself and reports whether the request may go on, and as what: admitted
+// requests lose the headers only the edge may set, in a copy when they had
+// any, so r itself is left as the client sent it.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	if n := headerBytes(r); n > g.cfg.MaxHeaderBytes {
 		g.logger.Debug("request refused: headers too large",
 			zap.Int("bytes", n), zap.Int("limit", g.cfg.MaxHeaderBytes))
 		g.writeError(w, r, http.StatusRequestHeaderFieldsTooLarge, codes.ResourceExhausted,
 			fmt.Sprintf("request line and headers exceed %d bytes", g.cfg.MaxHeaderBytes))
-		return false
+		return r, false
 	}
 
 	if msg := checkURL(r.URL); msg != "" {
 		g.logger.Debug("request refused: bad URL", zap.String("reason", msg))
 		g.writeError(w, r, http.StatusBadRequest, codes.InvalidArgument, msg)
-		return false
+		return r, false
 	}
 
-	g.headers.strip(r.Header)
-
-	return true
+	return g.headers.strip(r), true
 }
 
 // headerBytes approximates what the request line and headers took on the
@@ -122,6 +121,10 @@ func (g *Gateway) recoverPanic(w *responseWriter, r *http.Request) {
 // off. It is used by the request's goroutine only.
 type responseWriter struct {
 	http.ResponseWriter
+
+	// received is the request as the gateway received it, before admit
+	// removed headers, for OnAuthRefused.
+	received *http.Request
 
 	wroteHeader bool
 	// status is the HTTP status written, 0 before WriteHeader.

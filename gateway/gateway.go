@@ -98,7 +98,9 @@ type Config struct {
 	// authz sentinel; nil unless Auth was built with the NoteRefusal hook);
 	// the binary counts it as a security event and feeds the abuse guard.
 	// When the token was valid (a 403) and the hook is there, r's context
-	// carries the refused caller (jwtauth.PrincipalFrom).
+	// carries the refused caller (jwtauth.PrincipalFrom). r has the headers
+	// the client sent, X-Forwarded-For included, so that a client-IP
+	// resolver trusting a proxy finds the client behind it.
 	OnAuthRefused func(r *http.Request, status int, reason error)
 	// PrincipalLimit is the per-principal rate limit stage, applied after
 	// authentication; nil means none.
@@ -267,10 +269,11 @@ func New(cfg Config) (*Gateway, error) {
 // endpoint or to the grpc-gateway mux, whose middleware applies the
 // matched route's limits. A panic anywhere below becomes a 500.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &responseWriter{ResponseWriter: w}
+	rw := &responseWriter{ResponseWriter: w, received: r}
 	defer g.recoverPanic(rw, r)
 
-	if !g.admit(rw, r) {
+	r, ok := g.admit(rw, r)
+	if !ok {
 		return
 	}
 

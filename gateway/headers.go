@@ -119,12 +119,37 @@ func (p *headerPolicy) outgoingTrailer(key string) (string, bool) {
 // from the client and prove nothing at the edge, so the backends see the
 // peer address and Host only.
 //
+// It returns r itself when there is nothing to remove, else a copy of r
+// with a header map of its own: the layers around the gateway (the access
+// log, the abuse guard) share r's map and must still see X-Forwarded-For
+// to find the client behind a trusted proxy.
+//
 // Limitation: behind a trusted proxy the backends see the proxy's address;
 // honouring its X-Forwarded-For needs a list of trusted proxies.
-func (p *headerPolicy) strip(h http.Header) {
-	h.Del("X-Forwarded-For")
-	h.Del("X-Forwarded-Host")
+func (p *headerPolicy) strip(r *http.Request) *http.Request {
+	names := [...]string{"X-Forwarded-For", "X-Forwarded-Host", "Authorization"}
+	drop := names[:2]
 	if !p.forwardAuthorization {
-		h.Del("Authorization")
+		drop = names[:]
 	}
+
+	var h http.Header
+	for _, name := range drop {
+		if _, ok := r.Header[name]; !ok {
+			continue
+		}
+		if h == nil {
+			h = r.Header.Clone()
+		}
+		delete(h, name)
+	}
+	if h == nil {
+		return r
+	}
+
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = h
+
+	return r2
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -206,18 +208,32 @@ func TestHeaderPolicy(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				h := http.Header{}
-				h.Set("Authorization", "Bearer x")
-				h.Set("X-Forwarded-For", "198.51.100.7")
-				h.Set("X-Forwarded-Host", "evil")
-				(&headerPolicy{forwardAuthorization: tc.forwardAuth}).strip(h)
+				r := httptest.NewRequest(http.MethodGet, "/v1/products", nil)
+				r.Header.Set("Authorization", "Bearer x")
+				r.Header.Set("X-Forwarded-For", "198.51.100.7")
+				r.Header.Set("X-Forwarded-Host", "evil")
+				sent := r.Header.Clone()
+
+				got := (&headerPolicy{forwardAuthorization: tc.forwardAuth}).strip(r)
+				h := got.Header
 				if (h.Get("Authorization") != "") != tc.wantAuthLeft {
 					t.Errorf("Authorization left: %q", h.Get("Authorization"))
 				}
 				if h.Get("X-Forwarded-For") != "" || h.Get("X-Forwarded-Host") != "" {
 					t.Errorf("proxy headers left: %v", h)
 				}
+				// The layers around the gateway share the caller's request
+				// and must still see what the client sent.
+				if !reflect.DeepEqual(r.Header, sent) {
+					t.Errorf("caller's headers changed: %v, want %v", r.Header, sent)
+				}
 			})
+		}
+
+		r := httptest.NewRequest(http.MethodGet, "/v1/products", nil)
+		r.Header.Set("Authorization", "Bearer x")
+		if got := (&headerPolicy{forwardAuthorization: true}).strip(r); got != r {
+			t.Error("nothing to strip: want the request itself, not a copy")
 		}
 	})
 }

@@ -12,7 +12,10 @@ import (
 // Limitation: an access_token in a form-encoded body is ignored rather than
 // refused, since reading it would mean consuming the body here.
 func BearerToken(r *http.Request) (string, error) {
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+	// Parse the query only when it could name access_token: spelled out or
+	// with any character percent-encoded ("access%5Ftoken").
+	if q := r.URL.RawQuery; (strings.Contains(q, "access_token") ||
+		strings.Contains(q, "%")) && r.URL.Query().Has("access_token") {
 		return "", ErrTokenInQuery
 	}
 

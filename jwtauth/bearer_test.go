@@ -44,6 +44,12 @@ func TestBearerToken(t *testing.T) {
 			wantErr: jwtauth.ErrTokenInQuery},
 		{name: "token in query beside a header", target: "/?x=1&access_token=abc",
 			headers: []string{"Bearer abc"}, wantErr: jwtauth.ErrTokenInQuery},
+		{name: "token in query, underscore encoded", target: "/?access%5Ftoken=abc",
+			wantErr: jwtauth.ErrTokenInQuery},
+		{name: "token in query, letter encoded", target: "/?x=%20&%61ccess_token=abc",
+			headers: []string{"Bearer abc"}, wantErr: jwtauth.ErrTokenInQuery},
+		{name: "encoded query without a token", target: "/?q=a%20b",
+			headers: []string{"Bearer abc"}, want: "abc"},
 		{name: "similar query name", target: "/?access_token_hint=1",
 			headers: []string{"Bearer abc"}, want: "abc"},
 	}

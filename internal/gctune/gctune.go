@@ -26,11 +26,12 @@ const DefaultPercent = 400
 // gogcMetric is the runtime's own record of the GOGC in force.
 const gogcMetric = "/gc/gogc:percent"
 
-// Apply sets the collector's target to DefaultPercent unless GOGC is set in
-// the environment, and logs the target in force either way: the runtime's
-// reading of it, since Go quietly runs at 100 on a GOGC it cannot parse.
+// Apply sets the collector's target to DefaultPercent unless GOGC is set,
+// and not empty, in the environment, and logs the target in force either
+// way: the runtime's reading of it, since Go quietly runs at 100 on a GOGC
+// it cannot parse.
 func Apply(logger *zap.Logger) {
-	if raw, ok := os.LookupEnv("GOGC"); ok {
+	if raw := os.Getenv("GOGC"); raw != "" {
 		logger.Info("garbage collector", zap.String("gogc", Current()),
 			zap.String("source", "GOGC environment variable"), zap.String("env", raw))
 		return

@@ -33,24 +33,31 @@ func applyLogged(t *testing.T) map[string]any {
 	return entries[0].ContextMap()
 }
 
+// TestApplyDefault checks that an absent or empty GOGC, which Go reads as
+// its default, leaves the choice to Apply.
 func TestApplyDefault(t *testing.T) {
-	keepPercent(t)
-	// t.Setenv restores GOGC after the test; then it is removed, since
-	// only an absent GOGC leaves the choice to Apply.
-	t.Setenv("GOGC", "")
-	if err := os.Unsetenv("GOGC"); err != nil {
-		t.Fatalf("unset GOGC: %v", err)
-	}
-	debug.SetGCPercent(100)
+	for _, unset := range []bool{true, false} {
+		t.Run(map[bool]string{true: "absent", false: "empty"}[unset], func(t *testing.T) {
+			keepPercent(t)
+			// t.Setenv restores GOGC after the test.
+			t.Setenv("GOGC", "")
+			if unset {
+				if err := os.Unsetenv("GOGC"); err != nil {
+					t.Fatalf("unset GOGC: %v", err)
+				}
+			}
+			debug.SetGCPercent(100)
 
-	fields := applyLogged(t)
+			fields := applyLogged(t)
 
-	want := strconv.Itoa(gctune.DefaultPercent)
-	if got := gctune.Current(); got != want {
-		t.Fatalf("GOGC after Apply = %s, want %s", got, want)
-	}
-	if fields["gogc"] != want {
-		t.Errorf("logged gogc = %v, want %s", fields["gogc"], want)
+			want := strconv.Itoa(gctune.DefaultPercent)
+			if got := gctune.Current(); got != want {
+				t.Fatalf("GOGC after Apply = %s, want %s", got, want)
+			}
+			if fields["gogc"] != want {
+				t.Errorf("logged gogc = %v, want %s", fields["gogc"], want)
+			}
+		})
 	}
 }
 

@@ -56,7 +56,8 @@ func TestTargetsUsePairedFigures(t *testing.T) {
 	rep.targets()
 	out := rep.b.String()
 
-	want := "| full / bare req/s ≥ 0.85, full with 1 ES256 | 0.50 | 0.90 (0.90–0.90 over 3) | met |"
+	want := "| full / bare req/s ≥ 0.85, full with 1 ES256 | 0.50 | " +
+		"0.90 (0.90–0.90 over 3) | met |"
 	if !strings.Contains(out, want) {
 		t.Errorf("targets table lacks %q:\n%s", want, out)
 	}
