@@ -129,6 +129,11 @@ func (g *Gateway) handleRoutingError(
 		if w.Header().Get("Allow") == "" {
 			w.Header().Set("Allow", strings.Join(g.routes.allowed(r.URL.Path), ", "))
 		}
+		// The path is a known route's: label the request with it, a
+		// bounded value, rather than leave it unmatched.
+		if tpl := g.routes.template(r.URL.Path); tpl != "" {
+			httpcall.SetRoute(r.Context(), tpl)
+		}
 	}
 
 	httpcall.SetCode(r.Context(), code)

@@ -479,3 +479,44 @@ func TestOversizedBodyClosesConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedMethodIsLabelled checks that a 405 on a known path is labelled
+// with that path's route template in the access log (and so in metrics),
+// not left "unmatched", as an unknown path is.
+func TestRefusedMethodIsLabelled(t *testing.T) {
+	s := newStack(t, stackOptions{accessLog: true})
+
+	tests := []struct {
+		request string
+		status  int
+		route   string
+	}{
+		{request("DELETE", "/v1/products/p-1001", nil, ""), 405, "/v1/products/{id}"},
+		{request("POST", "/v1/orders/"+orderUUID+":watch", []string{jsonType}, "{}"), 405,
+			"/v1/orders/{id}:watch"},
+		{get("/v1/nothing"), 404, "unmatched"},
+	}
+	for _, tc := range tests {
+		resp := s.roundTrip(t, tc.request)
+		if resp.status != tc.status {
+			t.Fatalf("%q: status %d, want %d", tc.request, resp.status, tc.status)
+		}
+	}
+
+	// The access line is written when the handler returns, after the
+	// answer; wait for all three.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.logs.FilterMessage("http request").Len() < len(tests) {
+		if time.Now().After(deadline) {
+			t.Fatalf("access lines: %d, want %d", s.logs.FilterMessage("http request").Len(),
+				len(tests))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, e := range s.logs.FilterMessage("http request").All() {
+		if got := e.ContextMap()["route"]; got != tests[i].route {
+			t.Errorf("access line %d (status %v): route %q, want %q", i,
+				e.ContextMap()["status"], got, tests[i].route)
+		}
+	}
+}

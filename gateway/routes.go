@@ -260,6 +260,28 @@ func (t *routeTable) lookup(r *http.Request) *route {
 	return t.byPattern[r.Method+" "+pat.String()]
 }
 
+// template returns the path template of a route that matches path, to
+// label a request no route takes with its method (a 405); "" when no
+// route matches. A route with a verb wins over one whose variable would
+// take the verb in: "/v1/orders/a:watch" is the watch route's, as it is
+// for the mux.
+func (t *routeTable) template(path string) string {
+	found := ""
+	for _, r := range t.all {
+		if !r.matches(path) {
+			continue
+		}
+		if r.verb != "" {
+			return r.template
+		}
+		if found == "" {
+			found = r.template
+		}
+	}
+
+	return found
+}
+
 // allowed lists the methods with a route for path, sorted, for the Allow
 // header of a 405.
 func (t *routeTable) allowed(path string) []string {

@@ -130,23 +130,27 @@ func TestAllowed(t *testing.T) {
 	routes := testRoutes(t, Config{})
 
 	tests := []struct {
-		path string
-		want []string
+		path     string
+		want     []string
+		template string // the label of a 405 on path
 	}{
-		{"/v1/products", []string{"GET"}},
-		{"/v1/products/p-1", []string{"GET"}},
-		{"/v1/orders", []string{"GET", "POST"}},
-		{"/v1/orders/abc", []string{"GET"}},
-		{"/v1/orders/abc:watch", []string{"GET"}},
-		{"/v1/orders/:watch", []string{"GET"}}, // an id of ":watch"
-		{"/v1/nothing", nil},
-		{"/v1/products/a/b", nil},
-		{"v1/products", nil},
+		{"/v1/products", []string{"GET"}, "/v1/products"},
+		{"/v1/products/p-1", []string{"GET"}, "/v1/products/{id}"},
+		{"/v1/orders", []string{"GET", "POST"}, "/v1/orders"},
+		{"/v1/orders/abc", []string{"GET"}, "/v1/orders/{id}"},
+		{"/v1/orders/abc:watch", []string{"GET"}, "/v1/orders/{id}:watch"},
+		{"/v1/orders/:watch", []string{"GET"}, "/v1/orders/{id}"}, // an id of ":watch"
+		{"/v1/nothing", nil, ""},
+		{"/v1/products/a/b", nil, ""},
+		{"v1/products", nil, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
 			if got := routes.allowed(tc.path); !slices.Equal(got, tc.want) {
 				t.Fatalf("allowed(%q) = %v, want %v", tc.path, got, tc.want)
+			}
+			if got := routes.template(tc.path); got != tc.template {
+				t.Errorf("template(%q) = %q, want %q", tc.path, got, tc.template)
 			}
 		})
 	}
