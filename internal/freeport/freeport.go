@@ -46,11 +46,10 @@ var (
 
 // Addr returns host:port with a TCP port free on host now.
 func Addr(host string) (string, error) {
-	port, closers, err := reserve(host, false)
+	port, err := Port(host)
 	if err != nil {
 		return "", err
 	}
-	closeAll(closers)
 
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
