@@ -12,7 +12,8 @@ import (
 // measured minutes apart can see different competition; measured seconds
 // apart, in one cycle, they mostly see the same, so a ratio taken within
 // each cycle and then its median over the cycles is steadier than the
-// ratio of two medians taken over rounds.
+// ratio of two medians taken over rounds. The paced pair's p99 difference
+// is taken the same way.
 var pairedKeys = []string{
 	"get-bare-hot-es256",
 	"get-bare-gogc-hot-es256",
@@ -20,6 +21,8 @@ var pairedKeys = []string{
 	"get-haproxy-hot-es256",
 	"get-full-pool",
 	"get-haproxy-pool",
+	"paced-bare",
+	"paced-full",
 }
 
 // pairWarmup is the warm-up before each run of the paired phase.
@@ -31,7 +34,8 @@ const pairWarmup = 500 * time.Millisecond
 func (r *runner) pairedCycles(ctx context.Context) error {
 	var list []scenario
 	for _, s := range r.selected() {
-		if slices.Contains(pairedKeys, s.key) {
+		// Paced runs need the pace the paced rounds set.
+		if slices.Contains(pairedKeys, s.key) && (!s.paced || r.paceMS > 0) {
 			list = append(list, s)
 		}
 	}
@@ -90,9 +94,10 @@ func (r *runner) pairedRatio(num, den string, f func(num, den sample) float64) (
 	return paired{median: med, lo: vals[0], hi: vals[n-1], n: n}, true
 }
 
-// String renders the median with the range over the cycles.
-func (p paired) String() string {
-	return fmt.Sprintf("%.2f (%.2f–%.2f over %d)", p.median, p.lo, p.hi, p.n)
+// withUnit renders the median followed by unit, then the range over the
+// cycles.
+func (p paired) withUnit(unit string) string {
+	return fmt.Sprintf("%.2f%s (%.2f–%.2f over %d)", p.median, unit, p.lo, p.hi, p.n)
 }
 
 // Ratios of two runs, as the targets state them.
@@ -102,3 +107,6 @@ func rpsRatio(num, den sample) float64 { return num.RPS() / den.RPS() }
 func cpuRatio(num, den sample) float64 { return den.serverCPU / num.serverCPU }
 
 func p99Ratio(num, den sample) float64 { return num.P99 / den.P99 }
+
+// p99Gap is num's p99 minus den's, in milliseconds.
+func p99Gap(num, den sample) float64 { return (num.P99 - den.P99) / 1e3 }

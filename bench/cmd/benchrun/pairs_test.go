@@ -65,3 +65,41 @@ func TestTargetsUsePairedFigures(t *testing.T) {
 		t.Errorf("targets table does not say how many cycles:\n%s", out)
 	}
 }
+
+// TestPacedGapUsesPairedFigures checks the half-saturation target: the p99
+// gap is judged on the median of the gaps within cycles, in milliseconds,
+// so one disturbed round cannot decide it.
+func TestPacedGapUsesPairedFigures(t *testing.T) {
+	r := &runner{
+		samples: map[string][]sample{
+			// Rounds: full's p99 4 ms above bare's.
+			"paced-full": {fakeRun(50, 150, 9000)},
+			"paced-bare": {fakeRun(50, 100, 5000)},
+		},
+		cycles: map[string][]sample{
+			// Cycles: gaps of 1, 6 and 1.5 ms; the median is 1.5 ms.
+			"paced-full": {fakeRun(50, 150, 3000), fakeRun(50, 150, 9000),
+				fakeRun(50, 150, 4000)},
+			"paced-bare": {fakeRun(50, 100, 2000), fakeRun(50, 100, 3000),
+				fakeRun(50, 100, 2500)},
+		},
+	}
+	rep := newReport(runConfig{pairDuration: 3 * time.Second}, &machine{}, r)
+	rep.targets()
+	out := rep.b.String()
+
+	want := "| full p99 − bare p99 at half of saturation < 2 ms | 4.00 ms | " +
+		"1.50 ms (1.00–6.00 over 3) | met |"
+	if !strings.Contains(out, want) {
+		t.Errorf("targets table lacks %q:\n%s", want, out)
+	}
+
+	// Without cycles the rounds decide, and 4 ms misses.
+	r.cycles = nil
+	rep = newReport(runConfig{}, &machine{}, r)
+	rep.targets()
+	want = "| full p99 − bare p99 at half of saturation < 2 ms | 4.00 ms | – | **missed** |"
+	if out := rep.b.String(); !strings.Contains(out, want) {
+		t.Errorf("targets table lacks %q:\n%s", want, out)
+	}
+}

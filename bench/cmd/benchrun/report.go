@@ -97,8 +97,9 @@ func (rep *report) header() {
 	if n := len(rep.r.cycles["get-full-hot-es256"]); n > 0 {
 		rep.printf("- Paired phase, after the rounds: %d cycles, each running the scenarios "+
 			"the targets compare back to back (%s each after a %s warm-up, in an order "+
-			"rotated every cycle); the targets table judges on ratios taken within a "+
-			"cycle.\n", n, c.pairDuration, pairWarmup)
+			"rotated every cycle; the paced pair at the same pause as its rounds); the "+
+			"targets table judges on ratios (for the paced pair, p99 differences) taken "+
+			"within a cycle.\n", n, c.pairDuration, pairWarmup)
 	}
 	rep.printf("- Columns: \"front µs/req\" is the CPU time (utime+stime from /proc) of " +
 		"the core-0 process per request; \"core 1 µs/req\" that of the backends behind " +
@@ -259,10 +260,10 @@ func (rep *report) targets() {
 
 	rep.printf("#### Ratios and targets\n\n")
 	if n := len(rep.r.cycles[get("full", hotES256)]); n > 0 {
-		rep.printf("\"Paired\" is the median of the ratios taken within each of %d cycles "+
-			"that ran the compared scenarios back to back, %s each (range in brackets); "+
-			"where it exists the verdict is on it. \"Rounds\" is the ratio of the rounds' "+
-			"medians above.\n\n", n, rep.cfg.pairDuration)
+		rep.printf("\"Paired\" is the median of the ratios (at half of saturation, of the p99 "+
+			"differences) taken within each of %d cycles that ran the compared scenarios "+
+			"back to back, %s each (range in brackets); where it exists the verdict is on "+
+			"it. \"Rounds\" is the same figure from the rounds' medians above.\n\n", n, rep.cfg.pairDuration)
 	}
 	rep.printf("| target | rounds | paired | verdict |\n|---|---:|---:|---|\n")
 
@@ -273,7 +274,7 @@ func (rep *report) targets() {
 		p, has := rep.r.pairedRatio(num, den, f)
 		pairedText, decided := "–", round
 		if has {
-			pairedText, decided = p.String()+unit, p.median
+			pairedText, decided = p.withUnit(unit), p.median
 		}
 		rep.printf("| %s | %.2f%s | %s | %s |\n", name, round, unit, pairedText,
 			verdict(ok(decided)))
@@ -327,8 +328,8 @@ func (rep *report) targets() {
 
 	if rep.has("paced-full") && rep.has("paced-bare") {
 		d := (rep.stats("paced-full").p99 - rep.stats("paced-bare").p99) / 1e3
-		rep.printf("| full p99 − bare p99 at half of saturation < 2 ms | %.2f ms | – | %s |\n",
-			d, verdict(d < 2))
+		row("full p99 − bare p99 at half of saturation < 2 ms", d, "paced-full",
+			"paced-bare", p99Gap, func(v float64) bool { return v < 2 }, " ms")
 	}
 
 	fresh, worst := 0, ""

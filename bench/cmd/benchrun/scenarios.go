@@ -140,9 +140,7 @@ func (r *runner) selected() []scenario {
 	return out
 }
 
-// run warms every scenario up, then runs the rounds: all saturating
-// scenarios in turn, each after a short warm-up, then the paced ones at
-// half the full gateway's median rate.
+// chosen reports whether s belongs to this run.
 func (r *runner) chosen(s scenario) bool {
 	if r.cfg.only != nil {
 		return r.cfg.only.MatchString(s.key)
@@ -151,6 +149,9 @@ func (r *runner) chosen(s scenario) bool {
 	return !r.cfg.quick || s.quick
 }
 
+// run warms every scenario up, then runs the rounds: all saturating
+// scenarios in turn, each after a short warm-up, then the paced ones at
+// half the full gateway's median rate; then the paired phase.
 func (r *runner) run(ctx context.Context) error {
 	var saturating, paced []scenario
 	for _, s := range r.selected() {
@@ -176,9 +177,17 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.rounds(ctx, saturating); err != nil {
 		return err
 	}
-	if err := r.pairedCycles(ctx); err != nil {
+	if err := r.pacedRounds(ctx, paced); err != nil {
 		return err
 	}
+
+	return r.pairedCycles(ctx)
+}
+
+// pacedRounds sets the pace from the full gateway's median saturated rate
+// and runs the paced scenarios' rounds. Without that rate there is no pace,
+// and the paced scenarios run neither here nor in the paired phase.
+func (r *runner) pacedRounds(ctx context.Context, paced []scenario) error {
 	if len(paced) == 0 {
 		return nil
 	}
