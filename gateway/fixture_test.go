@@ -16,12 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/clientip"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
 	"github.com/gatehouse-dev/gatehouse/gen/openapi"
 	"github.com/gatehouse-dev/gatehouse/interceptors/accesslog"
 	"github.com/gatehouse-dev/gatehouse/interceptors/validation"
+	"github.com/gatehouse-dev/gatehouse/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/ratelimit/httplimit"
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
 	"github.com/gatehouse-dev/gatehouse/services/orders"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -97,6 +100,32 @@ type stackOptions struct {
 	// accessLog puts the access log layer around the gateway, as the
 	// binary does, so the gateway sees a wrapped response writer.
 	accessLog bool
+	// perIPBurst, with accessLog, adds a per-IP rate limit in front of the
+	// gateway that lets each client this many requests and then refuses
+	// it for an hour.
+	perIPBurst int
+}
+
+// perIPStage is a per-IP limit over an in-process limiter that lets each
+// client burst requests, then one an hour.
+func perIPStage(tb testing.TB, burst int) *httplimit.Stage {
+	tb.Helper()
+
+	limiter, err := ratelimit.NewLocal()
+	if err != nil {
+		tb.Fatalf("limiter: %v", err)
+	}
+	ips, err := clientip.New(nil)
+	if err != nil {
+		tb.Fatalf("client IP resolver: %v", err)
+	}
+	stage, err := httplimit.NewIPStage(limiter,
+		ratelimit.Policy{Default: ratelimit.Rule{Rate: 1.0 / 3600, Burst: burst}}, ips)
+	if err != nil {
+		tb.Fatalf("per-IP stage: %v", err)
+	}
+
+	return stage
 }
 
 func newStack(tb testing.TB, opts stackOptions) *stack {
@@ -171,7 +200,11 @@ func newStack(tb testing.TB, opts stackOptions) *stack {
 		if err != nil {
 			tb.Fatalf("access log: %v", err)
 		}
-		handler = gateway.Layers{AccessLog: access}.Wrap(gw)
+		layers := gateway.Layers{AccessLog: access}
+		if opts.perIPBurst > 0 {
+			layers.PerIP = perIPStage(tb, opts.perIPBurst)
+		}
+		handler = layers.Wrap(gw)
 	}
 
 	srv, err := gateway.NewHTTPServer(handler, gateway.ServerConfig{

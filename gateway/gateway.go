@@ -295,6 +295,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// RouteTemplate returns the route template path belongs to: the template
+// of the API route that would take it, or the path itself for /healthz,
+// /readyz and /openapi.json; "" when no route serves path. Layers.Wrap uses
+// it to label requests that a layer in front of the gateway refused before
+// any route was matched, so metrics and access lines count them under a
+// bounded label rather than as unmatched.
+func (g *Gateway) RouteTemplate(path string) string {
+	switch path {
+	case "/healthz", "/readyz", "/openapi.json":
+		return path
+	}
+
+	return g.routes.template(path)
+}
+
 // operational serves an endpoint that answers GET and HEAD only.
 func (g *Gateway) operational(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -503,8 +503,53 @@ func TestRefusedMethodIsLabelled(t *testing.T) {
 		}
 	}
 
+	checkAccessRoutes(t, s, tests)
+}
+
+// TestRefusedInFrontIsLabelled checks that a request the per-IP limit
+// refuses, in front of the gateway and before any route is matched, is
+// labelled with the route template its path belongs to; an unknown path
+// stays unmatched.
+func TestRefusedInFrontIsLabelled(t *testing.T) {
+	s := newStack(t, stackOptions{accessLog: true, perIPBurst: 1})
+
+	tests := []struct {
+		request string
+		status  int
+		route   string
+	}{
+		{get("/v1/products/p-1001"), 200, "/v1/products/{id}"},
+		// The client's one request is spent: everything below is a 429.
+		{get("/v1/products/p-1002"), 429, "/v1/products/{id}"},
+		{request("POST", "/v1/orders/"+orderUUID+":watch", []string{jsonType}, "{}"), 429,
+			"/v1/orders/{id}:watch"},
+		{get("/v1/orders/" + orderUUID), 429, "/v1/orders/{id}"},
+		{get("/healthz"), 429, "/healthz"},
+		{get("/v1/products/p-1001/extra"), 429, "unmatched"},
+		{get("/v1/nothing"), 429, "unmatched"},
+	}
+	for _, tc := range tests {
+		resp := s.roundTrip(t, tc.request)
+		if resp.status != tc.status {
+			t.Fatalf("%q: status %d, want %d", tc.request, resp.status, tc.status)
+		}
+	}
+
+	checkAccessRoutes(t, s, tests)
+}
+
+// checkAccessRoutes waits for one access line per test, in order, and
+// checks the route each carries.
+func checkAccessRoutes(t *testing.T, s *stack, tests []struct {
+	request string
+	status  int
+	route   string
+},
+) {
+	t.Helper()
+
 	// The access line is written when the handler returns, after the
-	// answer; wait for all three.
+	// answer; wait for all of them.
 	deadline := time.Now().Add(5 * time.Second)
 	for s.logs.FilterMessage("http request").Len() < len(tests) {
 		if time.Now().After(deadline) {
@@ -515,8 +560,8 @@ func TestRefusedMethodIsLabelled(t *testing.T) {
 	}
 	for i, e := range s.logs.FilterMessage("http request").All() {
 		if got := e.ContextMap()["route"]; got != tests[i].route {
-			t.Errorf("access line %d (status %v): route %q, want %q", i,
-				e.ContextMap()["status"], got, tests[i].route)
+			t.Errorf("access line %d (%s, status %v): route %q, want %q", i,
+				e.ContextMap()["path"], e.ContextMap()["status"], got, tests[i].route)
 		}
 	}
 }

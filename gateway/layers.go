@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/gatehouse-dev/gatehouse/httpcall"
 	"github.com/gatehouse-dev/gatehouse/interceptors/accesslog"
 	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/ratelimit/httplimit"
@@ -31,12 +32,22 @@ type Layers struct {
 // 500s included), access log (request id, one line, panic backstop), abuse
 // guard, per-IP rate limit; then the gateway itself authenticates, limits
 // per principal and checks the route.
+//
+// When h is a *Gateway (anything with its RouteTemplate method), a request
+// the abuse guard or the per-IP limit refused, before the gateway matched
+// a route, is labelled with its path's route template for the metrics and
+// the access log.
 func (l Layers) Wrap(h http.Handler) http.Handler {
+	routes, _ := h.(routeTemplater)
+
 	if l.PerIP != nil {
 		h = l.PerIP.Wrap(h)
 	}
 	if l.Abuse != nil {
 		h = l.Abuse.Middleware(h)
+	}
+	if routes != nil && (l.PerIP != nil || l.Abuse != nil) {
+		h = labelUnrouted(routes, h)
 	}
 	if l.AccessLog != nil {
 		h = l.AccessLog.Middleware(h)
@@ -49,4 +60,27 @@ func (l Layers) Wrap(h http.Handler) http.Handler {
 	}
 
 	return h
+}
+
+// routeTemplater names the route template a path belongs to, or "".
+type routeTemplater interface {
+	RouteTemplate(path string) string
+}
+
+// labelUnrouted labels, after next has answered, a request that no route
+// labelled: one refused in front of the gateway, or by its checks that
+// run before the mux. The look-up runs only for such requests; a path no
+// route serves stays unmatched.
+func labelUnrouted(routes routeTemplater, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+
+		call := httpcall.FromContext(r.Context())
+		if call == nil || call.Route() != httpcall.Unmatched {
+			return
+		}
+		if tpl := routes.RouteTemplate(r.URL.Path); tpl != "" {
+			httpcall.SetRoute(r.Context(), tpl)
+		}
+	})
 }

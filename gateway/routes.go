@@ -218,7 +218,9 @@ func (r *route) pattern() string {
 // matches reports whether the unescaped path fits r's template, splitting
 // it the way grpc-gateway's mux does in its default unescaping mode.
 func (r *route) matches(path string) bool {
-	if !strings.HasPrefix(path, "/") {
+	// One segment per slash: counting first spares splitting a path of
+	// the wrong length, which a client can make as long as its headers.
+	if !strings.HasPrefix(path, "/") || strings.Count(path, "/") != len(r.segments) {
 		return false
 	}
 
@@ -261,8 +263,8 @@ func (t *routeTable) lookup(r *http.Request) *route {
 }
 
 // template returns the path template of a route that matches path, to
-// label a request no route takes with its method (a 405); "" when no
-// route matches. A route with a verb wins over one whose variable would
+// label a request no route took (a 405, or a refusal before the mux); ""
+// when no route matches. A route with a verb wins over one whose variable would
 // take the verb in: "/v1/orders/a:watch" is the watch route's, as it is
 // for the mux.
 func (t *routeTable) template(path string) string {
