@@ -113,8 +113,23 @@ var profileCases = []struct{ file, key string }{
 	{"bare-get-hot-es256.txt", "get-bare-hot-es256"},
 }
 
-// profiles takes a CPU profile of the front in each profile case while wrk
-// loads it, and writes `go tool pprof -top` of it into dir.
+// waitCases are the runs whose scheduler latency is summarised: how long
+// the front's goroutines stood runnable, waiting for the core, which is
+// where tail latency comes from when the CPU profile shows nothing slow.
+var waitCases = []struct{ file, key string }{
+	{"full-get-hot-es256-wait.txt", "get-full-hot-es256"},
+	{"bare-get-hot-es256-wait.txt", "get-bare-hot-es256"},
+	{"full-paced-wait.txt", "paced-full"},
+	{"bare-paced-wait.txt", "paced-bare"},
+}
+
+// traceSeconds is the length of the execution traces the wait summaries
+// come from; tracing slows the front, so it is kept short.
+const traceSeconds = 3
+
+// profiles takes a CPU profile of the front in each profile case, and an
+// execution trace in each wait case, while wrk loads it, and writes their
+// `go tool pprof -top` summaries into dir.
 func (r *runner) profiles(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("profiles folder: %w", err)
@@ -124,10 +139,32 @@ func (r *runner) profiles(ctx context.Context, dir string) error {
 	for _, s := range scenarios() {
 		byKey[s.key] = s
 	}
+	profiled := func(key string) (scenario, bool) {
+		s, ok := byKey[key]
+		if !ok || !r.chosen(s) || r.p.targets[s.target].admin == "" {
+			return s, false
+		}
+
+		// Paced runs need the pace their rounds set.
+		return s, !s.paced || r.paceMS > 0
+	}
+	write := func(file, header, text string) error {
+		err := os.WriteFile(filepath.Join(dir, file), []byte(header+text), 0o644)
+		if err != nil {
+			return fmt.Errorf("write profile: %w", err)
+		}
+
+		return nil
+	}
+	stamp := func(s scenario) string {
+		return fmt.Sprintf("wrk, 1 thread, %d connections%s; %s; taken by `%s`",
+			r.cfg.conns, r.paceText(s), time.Now().UTC().Format("2006-01-02 15:04 MST"),
+			r.cfg.command)
+	}
 
 	for _, c := range profileCases {
-		s, ok := byKey[c.key]
-		if !ok || !r.chosen(s) || r.p.targets[s.target].admin == "" {
+		s, ok := profiled(c.key)
+		if !ok {
 			continue
 		}
 		say(r.log, "profiling %s\n", c.key)
@@ -138,18 +175,73 @@ func (r *runner) profiles(ctx context.Context, dir string) error {
 		}
 
 		header := fmt.Sprintf("# CPU profile of the %s front (core 0) under scenario %s:\n"+
-			"# wrk, 1 thread, %d connections; %s; taken by `%s`.\n"+
-			"# Profile fetched from its admin listener (/debug/pprof/profile) during the "+
-			"run.\n\n",
-			s.target, c.key, r.cfg.conns, time.Now().UTC().Format("2006-01-02 15:04 MST"),
-			r.cfg.command)
-		if err := os.WriteFile(filepath.Join(dir, c.file), []byte(header+text),
-			0o644); err != nil {
-			return fmt.Errorf("write profile: %w", err)
+			"# %s.\n# Profile fetched from its admin listener (/debug/pprof/profile) "+
+			"during the run.\n\n", s.target, c.key, stamp(s))
+		if err := write(c.file, header, text); err != nil {
+			return err
+		}
+	}
+
+	for _, c := range waitCases {
+		s, ok := profiled(c.key)
+		if !ok {
+			continue
+		}
+		say(r.log, "tracing %s\n", c.key)
+
+		text, requests, err := r.waits(ctx, s)
+		if err != nil {
+			return err
+		}
+
+		header := fmt.Sprintf("# Scheduler latency of the %s front (core 0) under scenario "+
+			"%s:\n# %s.\n# From a %d s execution trace (/debug/pprof/trace) during the "+
+			"run, %d requests answered in it by wrk's count;\n# `go tool trace "+
+			"-pprof=sched` charges the time each goroutine stood runnable, waiting\n"+
+			"# for the core, to the stack that made it runnable (the reader that "+
+			"delivered its\n# response, the netpoller that saw its socket ready, ...). "+
+			"Tracing itself slows the front.\n\n",
+			s.target, c.key, stamp(s), traceSeconds, requests)
+		if err := write(c.file, header, text); err != nil {
+			return err
 		}
 	}
 
 	return nil
+}
+
+// paceText describes a paced scenario's pause, "" for a saturating one.
+func (r *runner) paceText(s scenario) string {
+	if !s.paced {
+		return ""
+	}
+
+	return fmt.Sprintf(" each pausing %d ms after every answer", r.paceMS)
+}
+
+// loadWhile runs wrk on s for d while fetch takes something from the front,
+// starting a second in, and returns wrk's figures.
+func (r *runner) loadWhile(ctx context.Context, s scenario, d time.Duration,
+	fetch func() error,
+) (load, error) {
+	type result struct {
+		l   load
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := runWrk(ctx, r.cfg.lua, r.wrkJob(s, d), r.raw)
+		done <- result{l, err}
+	}()
+	time.Sleep(time.Second)
+
+	fetchErr := fetch()
+	res := <-done
+	if res.err != nil {
+		return load{}, res.err
+	}
+
+	return res.l, fetchErr
 }
 
 // profile loads s's target for the run length plus two seconds and
@@ -158,21 +250,13 @@ func (r *runner) profile(ctx context.Context, s scenario) (string, error) {
 	t := r.p.targets[s.target]
 	seconds := int(r.cfg.duration / time.Second)
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := runWrk(ctx, r.cfg.lua, r.wrkJob(s, r.cfg.duration+2*time.Second), r.raw)
-		done <- err
-	}()
-	time.Sleep(time.Second)
-
 	raw := filepath.Join(r.cfg.out, s.key+".pprof")
-	fetchErr := fetchProfile(ctx,
-		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, seconds), raw)
-	if err := <-done; err != nil {
+	_, err := r.loadWhile(ctx, s, r.cfg.duration+2*time.Second, func() error {
+		return fetchProfile(ctx,
+			fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, seconds), raw)
+	})
+	if err != nil {
 		return "", err
-	}
-	if fetchErr != nil {
-		return "", fetchErr
 	}
 
 	var text strings.Builder
@@ -181,15 +265,65 @@ func (r *runner) profile(ctx context.Context, s scenario) (string, error) {
 		{"Cumulative: what each frame and its callees cost", "-top -cum -nodecount=70"},
 	}
 	for _, v := range views {
-		args := append([]string{"tool", "pprof"}, strings.Fields(v.flags)...)
-		out, err := exec.CommandContext(ctx, "go", append(args, raw)...).CombinedOutput()
+		out, err := goTool(ctx, append([]string{"pprof"}, append(strings.Fields(v.flags),
+			raw)...)...)
 		if err != nil {
-			return "", fmt.Errorf("go tool pprof: %w: %s", err, out)
+			return "", err
 		}
 		fmt.Fprintf(&text, "## %s (go tool pprof %s)\n\n%s\n", v.title, v.flags, out)
 	}
 
 	return text.String(), nil
+}
+
+// waits loads s's target for traceSeconds plus two, fetches an execution
+// trace of traceSeconds, and summarises its scheduler latency. It returns
+// the summary and about how many requests the trace covers.
+func (r *runner) waits(ctx context.Context, s scenario) (string, int64, error) {
+	t := r.p.targets[s.target]
+	d := traceSeconds * time.Second
+
+	raw := filepath.Join(r.cfg.out, s.key+".trace")
+	l, err := r.loadWhile(ctx, s, d+2*time.Second, func() error {
+		return fetchProfile(ctx,
+			fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", t.admin, traceSeconds), raw)
+	})
+	if err != nil {
+		return "", 0, err
+	}
+
+	sched, err := goTool(ctx, "trace", "-pprof=sched", raw)
+	if err != nil {
+		return "", 0, err
+	}
+	schedFile := raw + ".sched.pprof"
+	if err := os.WriteFile(schedFile, []byte(sched), 0o600); err != nil {
+		return "", 0, fmt.Errorf("save scheduler profile: %w", err)
+	}
+
+	const flags = "-top -nodecount=25"
+	out, err := goTool(ctx, append([]string{"pprof"}, append(strings.Fields(flags),
+		schedFile)...)...)
+	if err != nil {
+		return "", 0, err
+	}
+	text := fmt.Sprintf("## Runnable, waiting for the core (go tool pprof %s)\n\n%s\n",
+		flags, out)
+
+	return text, int64(l.RPS() * traceSeconds), nil
+}
+
+// goTool runs `go tool` with args and returns its standard output.
+func goTool(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"tool"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go tool %s: %w: %s", args[0], err, stderr.String())
+	}
+
+	return string(out), nil
 }
 
 func fetchProfile(ctx context.Context, url, path string) error {
