@@ -25,6 +25,7 @@ import (
 	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
 	ordersv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/orders/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/certflags"
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/internal/logconfig"
 	"github.com/gatehouse-dev/gatehouse/mtls"
 	"github.com/gatehouse-dev/gatehouse/services/catalog"
@@ -91,6 +92,10 @@ func run() error {
 		return err
 	}
 	defer func() { _ = closeLog() }()
+
+	// The collector target of the product services (internal/servicecmd),
+	// so the bench backend costs core 1 what the real catalog would.
+	gctune.Apply(logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

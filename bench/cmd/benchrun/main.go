@@ -166,6 +166,9 @@ func run(stdout io.Writer) error {
 			return err
 		}
 	}
+	if err := r.runWrites(ctx); err != nil {
+		return err
+	}
 	m.finish(started)
 
 	report := newReport(cfg, m, r).markdown()
