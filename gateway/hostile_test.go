@@ -486,11 +486,7 @@ func TestOversizedBodyClosesConnection(t *testing.T) {
 func TestRefusedMethodIsLabelled(t *testing.T) {
 	s := newStack(t, stackOptions{accessLog: true})
 
-	tests := []struct {
-		request string
-		status  int
-		route   string
-	}{
+	tests := []labelCase{
 		{request("DELETE", "/v1/products/p-1001", nil, ""), 405, "/v1/products/{id}"},
 		{request("POST", "/v1/orders/"+orderUUID+":watch", []string{jsonType}, "{}"), 405,
 			"/v1/orders/{id}:watch"},
@@ -513,11 +509,7 @@ func TestRefusedMethodIsLabelled(t *testing.T) {
 func TestRefusedInFrontIsLabelled(t *testing.T) {
 	s := newStack(t, stackOptions{accessLog: true, perIPBurst: 1})
 
-	tests := []struct {
-		request string
-		status  int
-		route   string
-	}{
+	tests := []labelCase{
 		{get("/v1/products/p-1001"), 200, "/v1/products/{id}"},
 		// The client's one request is spent: everything below is a 429.
 		{get("/v1/products/p-1002"), 429, "/v1/products/{id}"},
@@ -538,14 +530,17 @@ func TestRefusedInFrontIsLabelled(t *testing.T) {
 	checkAccessRoutes(t, s, tests)
 }
 
-// checkAccessRoutes waits for one access line per test, in order, and
-// checks the route each carries.
-func checkAccessRoutes(t *testing.T, s *stack, tests []struct {
+// labelCase is a raw request, the status it gets and the route label its
+// access line must carry.
+type labelCase struct {
 	request string
 	status  int
 	route   string
-},
-) {
+}
+
+// checkAccessRoutes waits for one access line per test, in order, and
+// checks the route each carries.
+func checkAccessRoutes(t *testing.T, s *stack, tests []labelCase) {
 	t.Helper()
 
 	// The access line is written when the handler returns, after the
