@@ -492,14 +492,7 @@ func TestRefusedMethodIsLabelled(t *testing.T) {
 			"/v1/orders/{id}:watch"},
 		{get("/v1/nothing"), 404, "unmatched"},
 	}
-	for _, tc := range tests {
-		resp := s.roundTrip(t, tc.request)
-		if resp.status != tc.status {
-			t.Fatalf("%q: status %d, want %d", tc.request, resp.status, tc.status)
-		}
-	}
-
-	checkAccessRoutes(t, s, tests)
+	checkLabels(t, s, tests)
 }
 
 // TestRefusedInFrontIsLabelled checks that a request the per-IP limit
@@ -520,14 +513,7 @@ func TestRefusedInFrontIsLabelled(t *testing.T) {
 		{get("/v1/products/p-1001/extra"), 429, "unmatched"},
 		{get("/v1/nothing"), 429, "unmatched"},
 	}
-	for _, tc := range tests {
-		resp := s.roundTrip(t, tc.request)
-		if resp.status != tc.status {
-			t.Fatalf("%q: status %d, want %d", tc.request, resp.status, tc.status)
-		}
-	}
-
-	checkAccessRoutes(t, s, tests)
+	checkLabels(t, s, tests)
 }
 
 // labelCase is a raw request, the status it gets and the route label its
@@ -538,10 +524,18 @@ type labelCase struct {
 	route   string
 }
 
-// checkAccessRoutes waits for one access line per test, in order, and
-// checks the route each carries.
-func checkAccessRoutes(t *testing.T, s *stack, tests []labelCase) {
+// checkLabels sends each test's request in order and checks its status,
+// then waits for one access line per test and checks the route each
+// carries.
+func checkLabels(t *testing.T, s *stack, tests []labelCase) {
 	t.Helper()
+
+	for _, tc := range tests {
+		resp := s.roundTrip(t, tc.request)
+		if resp.status != tc.status {
+			t.Fatalf("%q: status %d, want %d", tc.request, resp.status, tc.status)
+		}
+	}
 
 	// The access line is written when the handler returns, after the
 	// answer; wait for all of them.
