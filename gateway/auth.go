@@ -11,11 +11,16 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 )
 
-// Method returns the full gRPC method ("/pkg.Service/Method") the mux
-// matched for r. It works inside the mux's middleware, where the matched
-// pattern is in the request context; elsewhere it reports false.
+// Method returns the full gRPC method ("/pkg.Service/Method") that r is
+// routed to. Inside the mux's middleware it is the route the mux matched;
+// in front of the gateway (a rate-limit stage before routing, say) it is
+// the route r's HTTP method and path would take, found the same way. It
+// reports false when no route takes r.
 func (g *Gateway) Method(r *http.Request) (string, bool) {
 	rt := g.routes.lookup(r)
+	if rt == nil {
+		rt = g.routes.match(r.Method, r.URL.Path)
+	}
 	if rt == nil {
 		return "", false
 	}

@@ -100,15 +100,21 @@ type stackOptions struct {
 	// accessLog puts the access log layer around the gateway, as the
 	// binary does, so the gateway sees a wrapped response writer.
 	accessLog bool
-	// perIPBurst, with accessLog, adds a per-IP rate limit in front of the
-	// gateway that lets each client this many requests and then refuses
-	// it for an hour.
-	perIPBurst int
+	// perIP, with accessLog, adds a per-IP rate limit with this policy in
+	// front of the gateway, resolving methods with Gateway.Method as the
+	// binary does.
+	perIP *ratelimit.Policy
 }
 
-// perIPStage is a per-IP limit over an in-process limiter that lets each
-// client burst requests, then one an hour.
-func perIPStage(tb testing.TB, burst int) *httplimit.Stage {
+// oncePerHour is a rule that lets a client burst requests, then one an hour.
+func oncePerHour(burst int) ratelimit.Rule {
+	return ratelimit.Rule{Rate: 1.0 / 3600, Burst: burst}
+}
+
+// perIPStage is a per-IP limit with policy over an in-process limiter.
+func perIPStage(tb testing.TB, policy ratelimit.Policy,
+	resolve httplimit.MethodResolver,
+) *httplimit.Stage {
 	tb.Helper()
 
 	limiter, err := ratelimit.NewLocal()
@@ -119,8 +125,8 @@ func perIPStage(tb testing.TB, burst int) *httplimit.Stage {
 	if err != nil {
 		tb.Fatalf("client IP resolver: %v", err)
 	}
-	stage, err := httplimit.NewIPStage(limiter,
-		ratelimit.Policy{Default: ratelimit.Rule{Rate: 1.0 / 3600, Burst: burst}}, ips)
+	stage, err := httplimit.NewIPStage(limiter, policy, ips,
+		httplimit.WithMethodResolver(resolve))
 	if err != nil {
 		tb.Fatalf("per-IP stage: %v", err)
 	}
@@ -201,8 +207,8 @@ func newStack(tb testing.TB, opts stackOptions) *stack {
 			tb.Fatalf("access log: %v", err)
 		}
 		layers := gateway.Layers{AccessLog: access}
-		if opts.perIPBurst > 0 {
-			layers.PerIP = perIPStage(tb, opts.perIPBurst)
+		if opts.perIP != nil {
+			layers.PerIP = perIPStage(tb, *opts.perIP, gw.Method)
 		}
 		handler = layers.Wrap(gw)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	catalogv1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/catalog/v1"
+	"github.com/gatehouse-dev/gatehouse/ratelimit"
 	"google.golang.org/grpc/codes"
 )
 
@@ -504,7 +506,8 @@ func TestRefusedMethodIsLabelled(t *testing.T) {
 // labelled with the route template its path belongs to; an unknown path
 // stays unmatched.
 func TestRefusedInFrontIsLabelled(t *testing.T) {
-	s := newStack(t, stackOptions{accessLog: true, perIPBurst: 1})
+	s := newStack(t, stackOptions{accessLog: true,
+		perIP: &ratelimit.Policy{Default: oncePerHour(1)}})
 
 	tests := []labelCase{
 		{get("/v1/products/p-1001"), 200, "/v1/products/{id}"},
@@ -518,6 +521,27 @@ func TestRefusedInFrontIsLabelled(t *testing.T) {
 		{get("/v1/nothing"), 429, "unmatched"},
 	}
 	checkLabels(t, s, tests)
+}
+
+// TestPerIPMethodRule checks that the per-IP stage, in front of the
+// gateway, applies a per-method rule: it learns the RPC from
+// Gateway.Method before the mux has matched anything.
+func TestPerIPMethodRule(t *testing.T) {
+	s := newStack(t, stackOptions{accessLog: true, perIP: &ratelimit.Policy{
+		Default: ratelimit.Rule{Rate: 1000, Burst: 1000},
+		Methods: map[string]ratelimit.Rule{
+			catalogv1.CatalogService_GetProduct_FullMethodName: oncePerHour(2),
+		},
+	}})
+
+	checkLabels(t, s, []labelCase{
+		{get("/v1/products/p-1001"), 200, "/v1/products/{id}"},
+		{get("/v1/products/p-1002"), 200, "/v1/products/{id}"},
+		// GetProduct's two are spent; other RPCs keep the default.
+		{get("/v1/products/p-1001"), 429, "/v1/products/{id}"},
+		{get("/v1/products"), 200, "/v1/products"},
+		{get("/v1/products/p-1003"), 429, "/v1/products/{id}"},
+	})
 }
 
 // labelCase is a raw request, the status it gets and the route label its

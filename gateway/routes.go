@@ -262,6 +262,27 @@ func (t *routeTable) lookup(r *http.Request) *route {
 	return t.byPattern[r.Method+" "+pat.String()]
 }
 
+// match returns the route for the HTTP method and path, or nil: a route
+// with a verb wins over one whose variable would take the verb in, as in
+// the mux. It serves callers outside the mux, which have no matched
+// pattern to look up.
+func (t *routeTable) match(method, path string) *route {
+	var found *route
+	for _, r := range t.all {
+		if r.method != method || !r.matches(path) {
+			continue
+		}
+		if r.verb != "" {
+			return r
+		}
+		if found == nil {
+			found = r
+		}
+	}
+
+	return found
+}
+
 // template returns the path template of a route that matches path, to
 // label a request no route took (a 405, or a refusal before the mux); ""
 // when no route matches. A route with a verb wins over one whose variable would

@@ -156,6 +156,38 @@ func TestAllowed(t *testing.T) {
 	}
 }
 
+// TestMatch checks the look-up by HTTP method and path that serves callers
+// in front of the mux: the RPC each would reach, with the verb route
+// winning as in the mux.
+func TestMatch(t *testing.T) {
+	routes := testRoutes(t, Config{})
+
+	tests := []struct {
+		method, path string
+		want         string // RPC, "" for none
+	}{
+		{"GET", "/v1/products/p-1", catalogv1.CatalogService_GetProduct_FullMethodName},
+		{"GET", "/v1/products", catalogv1.CatalogService_ListProducts_FullMethodName},
+		{"POST", "/v1/orders", ordersv1.OrderService_CreateOrder_FullMethodName},
+		{"GET", "/v1/orders", ordersv1.OrderService_ListOrders_FullMethodName},
+		{"GET", "/v1/orders/abc:watch", ordersv1.OrderService_WatchOrder_FullMethodName},
+		{"GET", "/v1/orders/abc", ordersv1.OrderService_GetOrder_FullMethodName},
+		{"DELETE", "/v1/products/p-1", ""},
+		{"GET", "/v1/products/p-1/x", ""},
+		{"GET", "/v1/nothing", ""},
+		{"GET", "", ""},
+	}
+	for _, tc := range tests {
+		got := ""
+		if r := routes.match(tc.method, tc.path); r != nil {
+			got = r.rpc
+		}
+		if got != tc.want {
+			t.Errorf("match(%s %q) = %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
 func TestRouteLimits(t *testing.T) {
 	routes := testRoutes(t, Config{
 		MaxBodyBytes: 1000,

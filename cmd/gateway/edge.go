@@ -66,7 +66,6 @@ type edge struct {
 	guard    *auth.Guard
 	abuse    *securityevent.AbuseGuard
 	ips      *clientip.Resolver
-	perIP    *httplimit.Stage
 	client   []grpc.DialOption
 	layers   gateway.Layers
 	rate     ratelimit.Config
@@ -137,13 +136,7 @@ func (f *edgeFlags) startRateLimits(e *edge) error {
 	if e.ips, err = clientip.New(proxies); err != nil {
 		return fmt.Errorf("trusted proxies: %w", err)
 	}
-	if e.limiter, err = ratelimit.Open(cfg, ratelimit.WithLogger(e.logger)); err != nil {
-		return err
-	}
-	if cfg.PerIP != nil {
-		e.perIP, err = httplimit.NewIPStage(e.limiter, *cfg.PerIP, e.ips,
-			httplimit.WithLogger(e.logger), httplimit.WithRefusalHook(e.rateLimited))
-	}
+	e.limiter, err = ratelimit.Open(cfg, ratelimit.WithLogger(e.logger))
 
 	return err
 }
@@ -168,7 +161,6 @@ func (e *edge) buildLayers() error {
 		Metrics:   httpMetrics,
 		AccessLog: access,
 		Abuse:     e.abuse,
-		PerIP:     e.perIP,
 	}
 
 	// Client interceptor order, first = outermost, the same on every
@@ -185,12 +177,24 @@ func (e *edge) buildLayers() error {
 	return nil
 }
 
-// configure sets the gateway's end-user authentication, per-principal rate
-// limit and readiness checks.
+// configure sets the gateway's end-user authentication, rate limits and
+// readiness checks. resolve names the RPC of a request, for the limits'
+// per-method rules; it works in front of the gateway too, so the per-IP
+// stage, which runs before routing, applies them as well.
 func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) error {
 	cfg.Auth = e.guard
 	cfg.OnAuthRefused = e.authRefused
 	cfg.ReadyChecks = map[string]func() error{"token_keys": e.verifier.Ready}
+
+	if e.rate.PerIP != nil {
+		perIP, err := httplimit.NewIPStage(e.limiter, *e.rate.PerIP, e.ips,
+			httplimit.WithLogger(e.logger), httplimit.WithMethodResolver(resolve),
+			httplimit.WithRefusalHook(e.rateLimited))
+		if err != nil {
+			return err
+		}
+		e.layers.PerIP = perIP
+	}
 
 	if e.rate.PerPrincipal == nil {
 		return nil

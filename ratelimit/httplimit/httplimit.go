@@ -182,10 +182,17 @@ func newStage(
 		return nil, fmt.Errorf("httplimit: %w", err)
 	}
 
+	// Without per-method rules the method would be looked up for nothing;
+	// in front of the gateway that look-up walks the route table.
+	methods := o.methods
+	if len(policy.Methods) == 0 {
+		methods = nil
+	}
+
 	return &Stage{
 		guard:     guard,
 		caller:    caller,
-		methods:   o.methods,
+		methods:   methods,
 		logger:    o.logger.Named("ratelimit").With(zap.String("stage", o.name)),
 		name:      o.name,
 		onRefusal: o.onRefusal,
