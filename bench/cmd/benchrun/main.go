@@ -23,12 +23,17 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"syscall"
 	"time"
 )
 
 func main() {
-	if err := run(os.Stdout); err != nil {
+	err := run(os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// The flag set has printed the usage.
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
 	}
@@ -48,35 +53,43 @@ type runConfig struct {
 	docs, profiles, command         string
 }
 
-func parseFlags() (runConfig, error) {
+func parseFlags(args []string) (runConfig, error) {
+	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	var c runConfig
-	flag.StringVar(&c.bin, "bin", "bin", "folder of the product binaries and ghz")
-	flag.StringVar(&c.benchBin, "bench-bin", "bin/bench", "folder of the bench binaries")
-	flag.StringVar(&c.consul, "consul", envOr("CONSUL_BIN", "bin/consul"), "consul binary")
-	flag.StringVar(&c.lua, "lua", "bench/wrk", "folder of the wrk scripts")
-	flag.StringVar(&c.out, "out", ".run/bench", "folder for logs, tokens and raw output")
-	flag.IntVar(&c.rounds, "rounds", 5, "measured rounds per scenario")
-	flag.DurationVar(&c.duration, "duration", 6*time.Second, "length of each measured run")
-	flag.DurationVar(&c.warmup, "warmup", 3*time.Second,
+	fs.StringVar(&c.bin, "bin", "bin", "folder of the product binaries and ghz")
+	fs.StringVar(&c.benchBin, "bench-bin", "bin/bench", "folder of the bench binaries")
+	fs.StringVar(&c.consul, "consul", envOr("CONSUL_BIN", "bin/consul"), "consul binary")
+	fs.StringVar(&c.lua, "lua", "bench/wrk", "folder of the wrk scripts")
+	fs.StringVar(&c.out, "out", ".run/bench", "folder for logs, tokens and raw output")
+	fs.IntVar(&c.rounds, "rounds", 5, "measured rounds per scenario")
+	fs.DurationVar(&c.duration, "duration", 6*time.Second, "length of each measured run")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second,
 		"first warm-up of each scenario, before the rounds (0 for none)")
-	flag.DurationVar(&c.roundWarmup, "round-warmup", time.Second,
+	fs.DurationVar(&c.roundWarmup, "round-warmup", time.Second,
 		"warm-up before each measured run")
-	flag.IntVar(&c.conns, "connections", 32, "connections (wrk) or workers (ghz)")
-	flag.IntVar(&c.poolSize, "pool", 2000, "distinct tokens in the pool (within the cache)")
-	flag.IntVar(&c.beyondSize, "beyond", 15000,
+	fs.IntVar(&c.conns, "connections", 32, "connections (wrk) or workers (ghz)")
+	fs.IntVar(&c.poolSize, "pool", 2000, "distinct tokens in the pool (within the cache)")
+	fs.IntVar(&c.beyondSize, "beyond", 15000,
 		"distinct tokens in the pool larger than the verifier's cache (10,000)")
-	flag.BoolVar(&c.quick, "quick", false, "the quick subset, one short round")
-	flag.IntVar(&c.pairs, "pairs", 9,
+	fs.BoolVar(&c.quick, "quick", false, "the quick subset, one short round")
+	fs.IntVar(&c.pairs, "pairs", 9,
 		"cycles of the paired phase, which runs the targets' scenarios back to back (0: none)")
-	flag.DurationVar(&c.pairDuration, "pair-duration", 3*time.Second,
+	fs.DurationVar(&c.pairDuration, "pair-duration", 3*time.Second,
 		"length of each run of the paired phase")
-	flag.StringVar(&c.docs, "docs", "", "markdown file whose generated section is replaced")
-	flag.StringVar(&c.profiles, "profiles", "", "folder for pprof text summaries")
-	flag.StringVar(&c.command, "command", "make bench", "the command to record in the report")
-	only := flag.String("only", "",
+	fs.StringVar(&c.docs, "docs", "", "markdown file whose generated section is replaced")
+	fs.StringVar(&c.profiles, "profiles", "", "folder for pprof text summaries")
+	fs.StringVar(&c.command, "command", "make bench", "the command to record in the report")
+	only := fs.String("only", "",
 		"run only the scenarios whose key matches this regular expression "+
 			"(e.g. 'get-(bare|full)-hot'), for checking a change; no -docs with it")
-	flag.Parse()
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)",
+			fs.Args())
+	}
 
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -93,7 +106,7 @@ func parseFlags() (runConfig, error) {
 		// One round, whose own warm-up is the only one needed; flags given
 		// explicitly still win.
 		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := []struct {
 			name string
 			fn   func()
@@ -119,6 +132,18 @@ func parseFlags() (runConfig, error) {
 	if c.beyondSize <= 10_000 {
 		return c, errors.New("-beyond must exceed the verifier's cache of 10,000 tokens")
 	}
+	if c.poolSize < 2 || c.poolSize > 10_000 {
+		return c, errors.New("-pool must be 2 to 10,000 tokens: more than one, and " +
+			"within the verifier's cache")
+	}
+	if c.warmup < 0 || c.roundWarmup < 0 {
+		return c, errors.New("-warmup and -round-warmup cannot be negative")
+	}
+	if c.only != nil && !slices.ContainsFunc(scenarios(), func(s scenario) bool {
+		return c.only.MatchString(s.key)
+	}) {
+		return c, fmt.Errorf("-only %q matches no scenario", c.only)
+	}
 
 	for _, p := range []*string{&c.bin, &c.benchBin, &c.consul, &c.lua, &c.out} {
 		abs, err := filepath.Abs(*p)
@@ -132,7 +157,7 @@ func parseFlags() (runConfig, error) {
 }
 
 func run(stdout io.Writer) error {
-	cfg, err := parseFlags()
+	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,10 @@ func (rep *report) header() {
 	m, c := rep.m, rep.cfg
 	lo, hi := rep.loadRange()
 	mode := "the full set"
-	if c.quick {
+	switch {
+	case c.only != nil:
+		mode = fmt.Sprintf("the scenarios matching `%s`", c.only)
+	case c.quick:
 		mode = "the quick subset"
 	}
 
