@@ -16,6 +16,7 @@ func TestBehindTrustedProxy(t *testing.T) {
 	const (
 		client = "203.0.113.50"
 		other  = "203.0.113.51"
+		third  = "203.0.113.52"
 	)
 	stack, output, _ := startStack(t, "-trusted-proxies", "127.0.0.1/32",
 		"-abuse-max-failures", "3")
@@ -30,7 +31,10 @@ func TestBehindTrustedProxy(t *testing.T) {
 
 	get := func(xff, auth string) int {
 		t.Helper()
-		headers := []string{"Authorization", auth}
+		var headers []string
+		if auth != "" {
+			headers = append(headers, "Authorization", auth)
+		}
 		if xff != "" {
 			headers = append(headers, "X-Forwarded-For", xff)
 		}
@@ -92,5 +96,18 @@ func TestBehindTrustedProxy(t *testing.T) {
 	if access["client_ip"] != client {
 		t.Errorf("access line of a refused request names %v, want %s", access["client_ip"],
 			client)
+	}
+
+	// Requests without any token are refused (401) but are no guessing of
+	// credentials: they do not count towards a block, so a client that
+	// forgot its token, or others behind the same address, stay served.
+	for i := range 5 {
+		if got := get(third, ""); got != http.StatusUnauthorized {
+			t.Fatalf("request %d without a token from %s: %d, want 401", i, third, got)
+		}
+	}
+	if got := get(third, "Bearer "+token); got != http.StatusOK {
+		t.Errorf("valid request from %s after requests without a token: %d, want 200",
+			third, got)
 	}
 }

@@ -213,7 +213,10 @@ func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) 
 }
 
 // authRefused records a refused request: a security event, and for
-// authentication failures (not 403s) a strike for the abuse guard.
+// authentication failures (not 403s) a strike for the abuse guard. A
+// request that carried no token at all is no guess at credentials and
+// costs no verification, so it is not a strike: otherwise one client that
+// forgot its token would block everyone behind its address.
 func (e *edge) authRefused(r *http.Request, status int, reason error) {
 	ip := e.clientIP(r)
 	method := r.Method + " " + r.URL.Path
@@ -229,7 +232,9 @@ func (e *edge) authRefused(r *http.Request, status int, reason error) {
 	e.kit.Events.AuthFailure(r.Context(), securityevent.AuthFailure{
 		Reason: securityevent.TokenReason(reason), ClientIP: ip, Method: method,
 	})
-	e.abuse.RecordFailure(ip)
+	if !errors.Is(reason, jwtauth.ErrNoToken) {
+		e.abuse.RecordFailure(ip)
+	}
 }
 
 // rateLimited records a request a rate-limit stage refused.
