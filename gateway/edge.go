@@ -56,16 +56,20 @@ func headerBytes(r *http.Request) int {
 // unchecked, they fail only when the gRPC client marshals the request, as
 // an internal error.
 //
-// An encoded slash (%2F) is refused too: grpc-gateway routes on the
-// decoded path, where it is a separator, while net/http's pattern matching
-// (which the rate-limit stages' per-route rules use) keeps it inside a
-// segment. Both views of one request must name the same route, or a
-// client could spell a path so that a per-route limit does not apply to
-// it. No route of ours takes a slash inside a parameter.
+// An encoded slash (%2F) is refused too, and so are dot segments (see
+// hasDotSegment): grpc-gateway routes on the decoded path, where %2F is a
+// separator, while net/http's pattern matching (which the rate-limit
+// stages' per-route rules use) keeps it inside a segment. Both views of
+// one request must name the same route, or a client could spell a path
+// so that a per-route limit does not apply to it. No route of ours takes
+// a slash inside a parameter.
 func checkURL(u *url.URL) string {
 	if strings.Contains(u.RawPath, "%2F") || strings.Contains(u.RawPath, "%2f") {
 		return "request path has an encoded slash (%2F); path segments must be " +
 			"separated by a plain /"
+	}
+	if hasDotSegment(u.Path) {
+		return "request path has a . or .. segment; send the path without them"
 	}
 	if !utf8.ValidString(u.Path) {
 		return "request path is not valid UTF-8 once percent-decoded"
@@ -87,6 +91,21 @@ func checkURL(u *url.URL) string {
 	}
 
 	return ""
+}
+
+// hasDotSegment reports whether the decoded path has a "." or ".."
+// segment. net/http's pattern matching (the rate-limit stages' per-route
+// rules) cleans those away, while grpc-gateway takes them as segments,
+// "/v1/products/." as GetProduct with the id "."; like an encoded slash,
+// they would let the two disagree on the route.
+func hasDotSegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+
+	return false
 }
 
 // queryError describes a query parsing error without echoing the input.

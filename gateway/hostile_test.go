@@ -187,9 +187,15 @@ func TestHostileRequests(t *testing.T) {
 		{name: "encoded slashes between segments", request: get("/v1%2Fproducts%2Fp-1001"),
 			status: 400, code: codeInvalid, inMsg: "encoded slash"},
 		{name: "encoded dots as a path parameter", request: get("/v1/products/%2E%2E"),
-			status: 400, code: codeInvalid, field: "id"},
+			status: 400, code: codeInvalid, inMsg: ". or .. segment"},
 		{name: "dot segments in the path", request: get("/v1/orders/../products"),
-			status: 404, code: codeNotFound},
+			status: 400, code: codeInvalid, inMsg: ". or .. segment"},
+		// A per-route limit would clean this to "/v1/products/" and match no
+		// rule, while the mux would take "." as the product id.
+		{name: "a trailing dot segment", request: get("/v1/products/."),
+			status: 400, code: codeInvalid, inMsg: ". or .. segment"},
+		{name: "dots inside a segment are left to validation",
+			request: get("/v1/products/p..1"), status: 400, code: codeInvalid, field: "id"},
 		{name: "path parameter far too long",
 			request: get("/v1/products/" + strings.Repeat("p", 4096)),
 			status:  400, code: codeInvalid, field: "id"},
