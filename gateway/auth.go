@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/gatehouse-dev/gatehouse/httpcall"
@@ -26,6 +28,22 @@ func (g *Gateway) Method(r *http.Request) (string, bool) {
 	}
 
 	return rt.rpc, true
+}
+
+// Serves reports whether one of the gateway's routes calls fullMethod
+// ("/pkg.Service/Method"), or, for "/pkg.Service/*", any method of that
+// service. Callers check a configuration keyed by RPC with it, so that a
+// misspelt or unrouted name fails at start instead of never applying.
+func (g *Gateway) Serves(fullMethod string) bool {
+	service, all := strings.CutSuffix(fullMethod, "/*")
+
+	return slices.ContainsFunc(g.routes.all, func(r *route) bool {
+		if all {
+			return strings.HasPrefix(r.rpc, service+"/")
+		}
+
+		return r.rpc == fullMethod
+	})
 }
 
 // routed is what the mux middleware learn about one request: the route the

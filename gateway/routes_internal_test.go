@@ -188,6 +188,32 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestServes checks the check of configurations keyed by RPC: routed RPCs
+// and services are known, others (misspelt, or internal like
+// ReserveStock) are not.
+func TestServes(t *testing.T) {
+	g := &Gateway{routes: testRoutes(t, Config{})}
+
+	tests := []struct {
+		method string
+		want   bool
+	}{
+		{catalogv1.CatalogService_GetProduct_FullMethodName, true},
+		{ordersv1.OrderService_WatchOrder_FullMethodName, true},
+		{"/gatehouse.orders.v1.OrderService/*", true},
+		{catalogv1.CatalogService_ReserveStock_FullMethodName, false},
+		{"/gatehouse.catalog.v1.CatalogService/Nope", false},
+		{"/gatehouse.catalog.v1.Catalog/*", false},
+		{"/gatehouse.catalog.v1.CatalogService/GetProduct/*", false},
+		{"", false},
+	}
+	for _, tc := range tests {
+		if got := g.Serves(tc.method); got != tc.want {
+			t.Errorf("Serves(%q) = %v, want %v", tc.method, got, tc.want)
+		}
+	}
+}
+
 func TestRouteLimits(t *testing.T) {
 	routes := testRoutes(t, Config{
 		MaxBodyBytes: 1000,

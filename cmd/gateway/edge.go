@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,6 +210,34 @@ func (e *edge) configure(cfg *gateway.Config, resolve httplimit.MethodResolver) 
 		return err
 	}
 	cfg.PrincipalLimit = stage
+
+	return nil
+}
+
+// checkMethodRules refuses rate-limit rules keyed by an RPC that no route
+// of gw calls: misspelt, or not reachable through the gateway, such a rule
+// would never apply, and nothing would say so.
+func (e *edge) checkMethodRules(gw *gateway.Gateway) error {
+	stages := []struct {
+		name   string
+		policy *ratelimit.Policy
+	}{{"perIP", e.rate.PerIP}, {"perPrincipal", e.rate.PerPrincipal}}
+
+	var errs []error
+	for _, st := range stages {
+		if st.policy == nil {
+			continue
+		}
+		for _, method := range slices.Sorted(maps.Keys(st.policy.Methods)) {
+			if !gw.Serves(method) {
+				errs = append(errs, fmt.Errorf("%s.methods: no route of the gateway calls %q",
+					st.name, method))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("rate limits: %w", errors.Join(errs...))
+	}
 
 	return nil
 }

@@ -152,6 +152,9 @@ func run() error {
 	if gw, err = gateway.New(gwCfg); err != nil {
 		return err
 	}
+	if err := edge.checkMethodRules(gw); err != nil {
+		return err
+	}
 
 	shutdown := gateway.ShutdownConfig{Ready: gw, Delay: *delay, DrainTimeout: *drain,
 		Logger: logger}
