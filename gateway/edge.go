@@ -99,6 +99,10 @@ func checkURL(u *url.URL) string {
 // "/v1/products/." as GetProduct with the id "."; like an encoded slash,
 // they would let the two disagree on the route.
 func hasDotSegment(path string) bool {
+	if !strings.Contains(path, "/.") {
+		return false
+	}
+
 	for seg := range strings.SplitSeq(path, "/") {
 		if seg == "." || seg == ".." {
 			return true

@@ -262,14 +262,15 @@ func (t *routeTable) lookup(r *http.Request) *route {
 	return t.byPattern[r.Method+" "+pat.String()]
 }
 
-// match returns the route for the HTTP method and path, or nil: a route
-// with a verb wins over one whose variable would take the verb in, as in
-// the mux. It serves callers outside the mux, which have no matched
+// match returns the route for the HTTP method and path, or nil; method ""
+// takes any method. A route with a verb wins over one whose variable
+// would take the verb in, as in the mux: "/v1/orders/a:watch" is the
+// watch route's. It serves callers outside the mux, which have no matched
 // pattern to look up.
 func (t *routeTable) match(method, path string) *route {
 	var found *route
 	for _, r := range t.all {
-		if r.method != method || !r.matches(path) {
+		if (method != "" && r.method != method) || !r.matches(path) {
 			continue
 		}
 		if r.verb != "" {
@@ -285,24 +286,13 @@ func (t *routeTable) match(method, path string) *route {
 
 // template returns the path template of a route that matches path, to
 // label a request no route took (a 405, or a refusal before the mux); ""
-// when no route matches. A route with a verb wins over one whose variable would
-// take the verb in: "/v1/orders/a:watch" is the watch route's, as it is
-// for the mux.
+// when no route matches.
 func (t *routeTable) template(path string) string {
-	found := ""
-	for _, r := range t.all {
-		if !r.matches(path) {
-			continue
-		}
-		if r.verb != "" {
-			return r.template
-		}
-		if found == "" {
-			found = r.template
-		}
+	if r := t.match("", path); r != nil {
+		return r.template
 	}
 
-	return found
+	return ""
 }
 
 // allowed lists the methods with a route for path, sorted, for the Allow
