@@ -52,9 +52,7 @@ func TestTargetsUsePairedFigures(t *testing.T) {
 			"get-bare-hot-es256": {fakeRun(100, 100, 10), fakeRun(50, 200, 10), fakeRun(100, 100, 10)},
 		},
 	}
-	rep := newReport(runConfig{pairDuration: 3 * time.Second}, &machine{}, r)
-	rep.targets()
-	out := rep.b.String()
+	out := targetsTable(r)
 
 	want := "| full / bare req/s ≥ 0.85, full with 1 ES256 | 0.50 | " +
 		"0.90 (0.90–0.90 over 3) | met |"
@@ -84,9 +82,7 @@ func TestPacedGapUsesPairedFigures(t *testing.T) {
 				fakeRun(50, 100, 2500)},
 		},
 	}
-	rep := newReport(runConfig{pairDuration: 3 * time.Second}, &machine{}, r)
-	rep.targets()
-	out := rep.b.String()
+	out := targetsTable(r)
 
 	want := "| full p99 − bare p99 at half of saturation < 2 ms | 4.00 ms | " +
 		"1.50 ms (1.00–6.00 over 3) | met |"
@@ -96,10 +92,17 @@ func TestPacedGapUsesPairedFigures(t *testing.T) {
 
 	// Without cycles the rounds decide, and 4 ms misses.
 	r.cycles = nil
-	rep = newReport(runConfig{}, &machine{}, r)
-	rep.targets()
 	want = "| full p99 − bare p99 at half of saturation < 2 ms | 4.00 ms | – | **missed** |"
-	if out := rep.b.String(); !strings.Contains(out, want) {
+	if out := targetsTable(r); !strings.Contains(out, want) {
 		t.Errorf("targets table lacks %q:\n%s", want, out)
 	}
+}
+
+// targetsTable renders the targets table of r's figures, with the paired
+// phase's runs 3 s long.
+func targetsTable(r *runner) string {
+	rep := newReport(runConfig{pairDuration: 3 * time.Second}, &machine{}, r)
+	rep.targets()
+
+	return rep.b.String()
 }
